@@ -1,0 +1,58 @@
+"""What every Hugging Face fine-tuning task shares: the optimizer recipe and sharding.
+
+Subclasses build ``self.model`` in :meth:`build_model` and implement the steps;
+this base gives them AdamW with the usual no-decay groups, a linear warm-up /
+linear decay schedule over the steps Lightning will actually take, and
+``configure_model`` hooks for the sharded strategy (``strategy=fsdp``: each
+encoder layer is wrapped with ``fully_shard`` so parameters, gradients and
+optimizer state are split across processes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+
+
+class HFModule(L.LightningModule):
+    def __init__(self, cfg: DictConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.model = self.build_model()
+
+    def build_model(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def configure_model(self) -> None:
+        mesh = getattr(self, "_device_mesh", None)
+        if mesh is None:
+            return
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in self.transformer_layers():
+            fully_shard(layer, mesh=mesh)
+        fully_shard(self.model, mesh=mesh)
+
+    def transformer_layers(self) -> list[torch.nn.Module]:
+        """The repeated blocks to shard one by one (BERT-family encoders by default)."""
+        base = getattr(self.model, self.model.base_model_prefix, self.model)
+        encoder = getattr(base, "encoder", None)
+        return list(getattr(encoder, "layer", [])) if encoder is not None else []
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        from transformers import get_linear_schedule_with_warmup
+
+        optim = self.cfg.optim
+        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+        named = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": optim.weight_decay},
+            {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=optim.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(optim.warmup_ratio * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,186 @@
+"""MLflow conventions: one experiment per task, one run per command, every run leaves a record.
+
+A run carries the composed config (``config.yaml`` artifact and flattened
+params with the same names across runs, so MLflow's compare view and
+``mlflow.search_runs`` line them up), tags for git commit, instance, model and
+strategy, per-step and per-epoch metrics (through :class:`RunLogger`, a
+Lightning logger), cost, the final model, and its end state: FINISHED, KILLED
+(interrupted; re-running the command resumes it) or FAILED with the error text.
+Only global rank 0 talks to MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from sagelab.config import PROJECT_ROOT
+
+
+def flatten(cfg: DictConfig) -> dict[str, str]:
+    """Dotted keys -> values (as MLflow params) of the resolved config, hydra's own section left out."""
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        else:
+            flat[prefix] = str(node)[:6000]
+
+    walk("", {k: v for k, v in container.items() if k != "hydra"})
+    return flat
+
+
+def git_commit() -> str | None:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}{'-dirty' if dirty else ''}" if commit else None
+
+
+def connect(cfg: DictConfig) -> str:
+    """Point MLflow at ``logger.tracking_uri``; create the experiment (artifacts under mlruns/) if new."""
+    import mlflow
+
+    uri = str(cfg.logger.tracking_uri)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    name = str(cfg.logger.experiment_name)
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = Path(str(cfg.logger.artifact_location)) / name
+    return mlflow.create_experiment(name, artifact_location=location.resolve().as_uri())
+
+
+class RunRecord:
+    """The MLflow run of one command, opened (or re-opened on resume) on rank 0 only."""
+
+    def __init__(self, cfg: DictConfig, run_id: str | None, is_global_zero: bool, tags: dict[str, str] | None = None):
+        self.cfg = cfg
+        self.active = is_global_zero
+        self.run_id = run_id
+        self.client: Any = None
+        if not self.active:
+            return
+        from mlflow import MlflowClient
+
+        experiment_id = connect(cfg)
+        self.client = MlflowClient()
+        if run_id is None:
+            base_tags = {
+                "mlflow.source.name": "run.py",
+                "mlflow.source.type": "LOCAL",
+                "mlflow.user": os.environ.get("USER", "sagelab"),
+                "sagelab.command": " ".join(["run.py", *sys.argv[1:]])[:5000],
+                "task": str(cfg.task.name),
+                "model": str(cfg.model.name),
+                "strategy": str(cfg.strategy.name),
+                "instance": str(cfg.instance.name),
+                "mode": str(cfg.mode),
+            }
+            if cfg.logger.get("run_name"):
+                base_tags["mlflow.runName"] = str(cfg.logger.run_name)
+            commit = git_commit()
+            if commit:
+                base_tags["mlflow.source.git.commit"] = commit
+            run = self.client.create_run(experiment_id, tags={**base_tags, **(tags or {})})
+            self.run_id = run.info.run_id
+            self.log_params(flatten(cfg))
+            self.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        else:
+            self.client.update_run(self.run_id, status="RUNNING")
+            self.client.set_tag(self.run_id, "sagelab.resumed", "true")
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        if not self.active:
+            return
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(self.run_id).data.params
+        fresh = [Param(k, str(v)) for k, v in params.items() if k not in existing]
+        for start in range(0, len(fresh), 100):
+            self.client.log_batch(self.run_id, params=fresh[start : start + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if not self.active:
+            return
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if not self.active:
+            return
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_text(self, text: str, filename: str) -> None:
+        if self.active:
+            self.client.log_text(self.run_id, text, filename)
+
+    def log_dict(self, obj: Any, filename: str) -> None:
+        if self.active:
+            self.client.log_dict(self.run_id, obj, filename)
+
+    def log_figure(self, figure: Any, filename: str) -> None:
+        if self.active:
+            self.client.log_figure(self.run_id, figure, filename)
+
+    def set_tag(self, key: str, value: str) -> None:
+        if self.active:
+            self.client.set_tag(self.run_id, key, value)
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """End the run: FINISHED, KILLED or FAILED (then the error text is kept as tag and artifact)."""
+        if not self.active:
+            return
+        if error:
+            self.client.set_tag(self.run_id, "error", error[-5000:])
+            self.log_text(error, "error.txt")
+        self.client.set_terminated(self.run_id, status)
+
+
+def download_artifact(tracking_uri: str, run_id: str, path: str) -> Path:
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path))
+
+
+def lightning_logger(record: RunRecord) -> Any:
+    """A Lightning MLFlowLogger that writes into ``record``'s run and leaves its end state to the runner."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    class RunLogger(MLFlowLogger):
+        def finalize(self, status: str = "success") -> None:  # the runner sets the final status
+            pass
+
+    return RunLogger(
+        experiment_name=str(record.cfg.logger.experiment_name),
+        tracking_uri=str(record.cfg.logger.tracking_uri),
+        run_id=record.run_id,
+        log_model=False,
+    )
