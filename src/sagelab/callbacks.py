@@ -14,6 +14,7 @@ Periodic checkpoints come from Lightning's own ``ModelCheckpoint``.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
 class SpotCheckpointing(L.Callback):
@@ -31,6 +33,7 @@ class SpotCheckpointing(L.Callback):
         self.started = time.monotonic()
         self.interrupted: str | None = None  # "sigterm" | "time budget" once training was cut short
         self._resume_batches = 0
+        self._rng_to_restore: dict[str, Any] | None = None
 
     # -- stopping ---------------------------------------------------------------
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
@@ -46,25 +49,56 @@ class SpotCheckpointing(L.Callback):
 
     # -- exact resume -----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        # numpy's key array as a tensor keeps the checkpoint loadable with torch.load(weights_only=True)
         return {
             "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
             "python": random.getstate(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._rng_to_restore = state
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        # Restored here, not at load time: creating the epoch's DataLoader iterator draws from the
+        # global RNG, and in the uninterrupted run that draw happened before the checkpoint was taken.
+        state, self._rng_to_restore = self._rng_to_restore, None
+        if state is None:
+            return
         torch.set_rng_state(state["torch"])
-        np.random.set_state(state["numpy"])
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
         random.setstate(state["python"])
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
         self._resume_batches = int(progress.get("current", {}).get("processed", 0))
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self._resume_batches:
-            return
-        sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
-        if hasattr(sampler, "skip_next"):
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A run resumed mid-epoch gets no on_train_epoch_start, so the sampler is positioned here.
+        sampler = _batch_sampler(trainer)
+        if sampler is not None:
+            sampler.set_epoch(trainer.current_epoch)
             sampler.skip_next(self._resume_batches % max(1, len(sampler)))
         self._resume_batches = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning calls set_epoch on samplers only, not on batch samplers: reshuffle per epoch here.
+        sampler = _batch_sampler(trainer)
+        if sampler is not None:
+            sampler.set_epoch(trainer.current_epoch)
+
+
+def _batch_sampler(trainer: L.Trainer) -> Any:
+    sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
+    return sampler if hasattr(sampler, "skip_next") else None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write to a temporary file, then rename: a kill mid-write never leaves a torn ``last.ckpt``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        partial = f"{path}.partial"
+        super().save_checkpoint(checkpoint, partial, storage_options)
+        os.replace(partial, path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -26,6 +27,7 @@ from sagelab import instances, tracking
 from sagelab.config import ConfigError
 from sagelab.tasks.base import Task
 
+LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")  # set by Lightning's DDP launcher
 STATE_FILE = "sagelab_state.json"  # {"run_id": ..., "completed": bool} beside the checkpoints
 
 
@@ -43,11 +45,13 @@ class Runner:
         import lightning as L
         import torch
 
+        _quiet_known_noise()
         instances.check_hardware(self.cfg)
         torch.set_num_threads(instances.threads_per_process(self.cfg))
         L.seed_everything(int(self.cfg.seed), workers=True, verbose=False)
         _keep_ddp_children_out_of_the_sweep(self.cfg)
 
+        launcher_env = {k: os.environ.get(k) for k in LAUNCHER_ENV}
         resume_ckpt, run_id = self._resume_point()
         self.record = tracking.RunRecord(self.cfg, run_id, self.is_global_zero)
         started = time.monotonic()
@@ -66,13 +70,20 @@ class Runner:
             if getattr(self, "_interrupted", None):
                 status = "KILLED"
         except BaseException as err:  # record every failure, then let it propagate
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
             status = "KILLED" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "FAILED"
             self.record.finish(status, None if status == "KILLED" else _error_text(err))
+            if isinstance(err, SIGTERMException):  # checkpointed by SpotCheckpointing; exit as SIGTERM would
+                print(f"stopped by SIGTERM; checkpoint in {self.checkpoint_dir}: re-run the same command to resume.",
+                      file=sys.stderr)
+                raise SystemExit(128 + signal.SIGTERM) from err
             raise
         finally:
             wall = time.monotonic() - started
             if status != "FAILED":
                 self.log_metrics({"wall_time_s": wall, "cost_usd": instances.cost_usd(self.cfg, wall)})
+            _leave_process_group(launcher_env)
         self.record.finish(status)
         self._print_summary(wall)
         return self.metrics
@@ -162,12 +173,17 @@ class Runner:
 
         extra = [instantiate(spec) for spec in (self.cfg.get("callbacks") or {}).values()]
         logger = tracking.lightning_logger(self.record) if self.record else False
+        plugins = []
+        if self.cfg.strategy.name != "fsdp":  # the sharded strategy writes its checkpoints itself
+            from sagelab.callbacks import AtomicCheckpointIO
+
+            plugins.append(AtomicCheckpointIO())
         if self.cfg.strategy.name == "fsdp" and str(self.cfg.trainer.precision) == "bf16-mixed":
             # fully_shard keeps bf16 parameters itself; Lightning's mixed plugin is not supported there
             kwargs = {**self.trainer_kwargs(), "precision": "32-true"}
         else:
             kwargs = self.trainer_kwargs()
-        return L.Trainer(**kwargs, callbacks=[*callbacks, *extra], logger=logger)
+        return L.Trainer(**kwargs, callbacks=[*callbacks, *extra], logger=logger, plugins=plugins)
 
     # -- checkpoints ------------------------------------------------------------------
     def _resume_point(self) -> tuple[Path | None, str | None]:
@@ -255,6 +271,22 @@ class Runner:
     _interrupted: str | None = None
 
 
+def _quiet_known_noise() -> None:
+    import logging
+    import warnings
+
+    for message in (
+        ".*sync_dist=True.*",  # torchmetrics values are already synced across processes
+        "Checkpoint directory .* exists and is not empty",  # it holds our state file by design
+        ".*LeafSpec.*",
+        ".*smaller than the logging interval.*",
+    ):
+        warnings.filterwarnings("ignore", message=message)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage()
+    )
+
+
 def _hydra_output_dir() -> str:
     from hydra.core.hydra_config import HydraConfig
 
@@ -276,6 +308,20 @@ def _keep_ddp_children_out_of_the_sweep(cfg: DictConfig) -> None:
         sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
         OmegaConf.set_readonly(hydra_cfg, False)
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
+def _leave_process_group(launcher_env: dict[str, str | None]) -> None:
+    """Close this run's process group and undo the launcher's environment, so the next job of a
+    ``--multirun`` launches and rendezvous on its own instead of joining this one's dead group."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for key, value in launcher_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _error_text(err: BaseException) -> str:

@@ -22,9 +22,15 @@ from omegaconf import DictConfig, OmegaConf
 from sagelab.config import PROJECT_ROOT
 
 
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    """The run's config as plain data, interpolations resolved, Hydra's own section left out."""
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    raw.pop("hydra", None)
+    return OmegaConf.to_container(OmegaConf.create(raw), resolve=True)
+
+
 def flatten(cfg: DictConfig) -> dict[str, str]:
-    """Dotted keys -> values (as MLflow params) of the resolved config, hydra's own section left out."""
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    """Dotted keys -> values (as MLflow params) of the resolved config."""
     flat: dict[str, str] = {}
 
     def walk(prefix: str, node: Any) -> None:
@@ -34,7 +40,7 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
         else:
             flat[prefix] = str(node)[:6000]
 
-    walk("", {k: v for k, v in container.items() if k != "hydra"})
+    walk("", resolved(cfg))
     return flat
 
 
@@ -102,7 +108,7 @@ class RunRecord:
             run = self.client.create_run(experiment_id, tags={**base_tags, **(tags or {})})
             self.run_id = run.info.run_id
             self.log_params(flatten(cfg))
-            self.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            self.log_text(OmegaConf.to_yaml(resolved(cfg)), "config.yaml")
         else:
             self.client.update_run(self.run_id, status="RUNNING")
             self.client.set_tag(self.run_id, "sagelab.resumed", "true")

@@ -11,6 +11,7 @@ uninterrupted one would.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -22,8 +23,10 @@ MEGABATCH_FACTOR = 50  # as HF's get_length_grouped_indices: sort within windows
 class LengthGroupedBatchSampler(Sampler[list[int]]):
     """Yields lists of indices: shuffled per epoch, optionally length-grouped, sharded by rank.
 
-    ``even_shards`` (training) pads the batch list so every rank runs the same number
-    of steps; evaluation leaves it off so no example is counted twice.
+    ``even_shards`` (training) shards whole batches and pads the batch list so every rank
+    runs the same number of steps. Without it (evaluation) rank ``r`` takes examples
+    ``r, r + world, r + 2*world, ...`` before batching: no example is counted twice, every
+    rank gets work, and gathered results are easy to put back in dataset order.
     """
 
     def __init__(
@@ -57,10 +60,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         """Drop the first ``n_batches`` of the next iteration (they were consumed before a resume)."""
         self._skip = n_batches
 
-    def _global_batches(self) -> list[list[int]]:
-        n = len(self.lengths)
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(n, generator=generator).tolist() if self.shuffle else list(range(n))
+    def _batches(self, order: list[int]) -> list[list[int]]:
+        n = len(order)
+        generator = torch.Generator().manual_seed(self.seed + self.epoch + 1)
         if self.group_by_length:
             window = self.batch_size * MEGABATCH_FACTOR
             order = [
@@ -75,10 +77,13 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         return batches
 
     def _shard(self) -> list[list[int]]:
-        batches = self._global_batches()
-        if self.world_size == 1:
-            return batches
-        if self.even_shards and len(batches) % self.world_size:
+        n = len(self.lengths)
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(n, generator=generator).tolist() if self.shuffle else list(range(n))
+        if not self.even_shards:
+            return self._batches(order[self.rank :: self.world_size])
+        batches = self._batches(order)
+        if self.world_size > 1 and len(batches) % self.world_size:
             batches += batches[: self.world_size - len(batches) % self.world_size]
         return batches[self.rank :: self.world_size]
 
@@ -87,12 +92,10 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         yield from self._shard()[skip:]
 
     def __len__(self) -> int:
-        n_batches = -(-len(self.lengths) // self.batch_size)
-        if self.world_size == 1:
-            return n_batches
-        if self.even_shards:
-            return -(-n_batches // self.world_size)
-        return len(range(self.rank, n_batches, self.world_size))
+        n = len(self.lengths)
+        if not self.even_shards:
+            return math.ceil(len(range(self.rank, n, self.world_size)) / self.batch_size)
+        return math.ceil(math.ceil(n / self.batch_size) / self.world_size)
 
 
 def pad_collate(pad_token_id: int, pad_keys: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")):

@@ -28,13 +28,14 @@ class HFModule(L.LightningModule):
 
     def configure_model(self) -> None:
         mesh = getattr(self, "_device_mesh", None)
-        if mesh is None:
+        if mesh is None or getattr(self, "_sharded", False):  # validate() after fit() calls this again
             return
         from torch.distributed.fsdp import fully_shard
 
         for layer in self.transformer_layers():
             fully_shard(layer, mesh=mesh)
         fully_shard(self.model, mesh=mesh)
+        self._sharded = True
 
     def transformer_layers(self) -> list[torch.nn.Module]:
         """The repeated blocks to shard one by one (BERT-family encoders by default)."""
