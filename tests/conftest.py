@@ -59,7 +59,8 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
     """Run ``python run.py`` with the tiny overrides in a subprocess, as a user would."""
 
     def run(*overrides: str, timeout: float = 300, tiny: bool = True) -> subprocess.CompletedProcess:
-        args = [*(tiny_overrides(tmp_path) if tiny else []), *overrides]
+        flags = [o for o in overrides if o.startswith("-")]  # e.g. -m must precede the overrides
+        args = [*flags, *(tiny_overrides(tmp_path) if tiny else []), *(o for o in overrides if o not in flags)]
         return subprocess.run(
             [sys.executable, str(ROOT / "run.py"), *args],
             cwd=ROOT, capture_output=True, text=True, timeout=timeout,

@@ -95,6 +95,25 @@ def _batch_sampler(trainer: L.Trainer) -> Any:
     return sampler if hasattr(sampler, "skip_next") else None
 
 
+class TrainTimer(L.Callback):
+    """Seconds spent training, validation inside ``fit`` excluded: the figure throughput is computed from."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._since: float | None = None
+
+    def _start(self, *args: Any) -> None:
+        self._since = time.perf_counter()
+
+    def _stop(self, *args: Any) -> None:
+        if self._since is not None:
+            self.seconds += time.perf_counter() - self._since
+            self._since = None
+
+    on_train_start = on_validation_end = _start
+    on_train_end = on_validation_start = _stop
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write to a temporary file, then rename: a kill mid-write never leaves a torn ``last.ckpt``."""
 

@@ -51,7 +51,8 @@ def load_tokenizer(model_cfg: DictConfig) -> Any:
 def load_config(model_cfg: DictConfig, **task_kwargs: Any) -> Any:
     from transformers import AutoConfig
 
-    overrides = OmegaConf.to_container(model_cfg.get("config_overrides") or {}, resolve=True)
+    overrides = model_cfg.get("config_overrides")
+    overrides = OmegaConf.to_container(overrides, resolve=True) if overrides else {}
     return AutoConfig.from_pretrained(
         resolve_model_path(str(model_cfg.name_or_path)), **overrides, **task_kwargs
     )

@@ -1,0 +1,31 @@
+"""Distributed strategies on 2 CPU processes: one MLflow run per command, sweeps stay in the parent."""
+
+from conftest import mlflow_runs
+
+TINY = ["task=glue_cola", "data.train_limit=48", "data.eval_limit=24"]
+
+
+def test_ddp_is_one_mlflow_run(run_cli, tmp_path):
+    result = run_cli(*TINY, "strategy=ddp")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = mlflow_runs(tmp_path, "glue_cola")
+    assert len(runs) == 1
+    assert runs.iloc[0]["status"] == "FINISHED" and runs.iloc[0]["tags.strategy"] == "ddp"
+    assert runs["metrics.val/mcc"].notna().all()
+
+
+def test_ddp_multirun_runs_each_point_once(run_cli, tmp_path):
+    result = run_cli("-m", *TINY, "strategy=ddp", "optim.lr=1e-3,2e-3", f"hydra.sweep.dir={tmp_path}/sweep")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = mlflow_runs(tmp_path, "glue_cola")
+    assert sorted(runs["params.optim.lr"]) == ["0.001", "0.002"]
+    assert (runs["status"] == "FINISHED").all()
+    assert result.stdout.count("Launching 2 jobs") + result.stderr.count("Launching 2 jobs") == 1
+
+
+def test_fsdp_trains_sharded(run_cli, tmp_path):
+    result = run_cli(*TINY, "strategy=fsdp")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = mlflow_runs(tmp_path, "glue_cola")
+    assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"
+    assert runs["metrics.val/mcc"].notna().all()
