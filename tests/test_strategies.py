@@ -1,5 +1,7 @@
 """Distributed strategies on 2 CPU processes: one MLflow run per command, sweeps stay in the parent."""
 
+import pytest
+
 from conftest import mlflow_runs
 
 TINY = ["task=glue_cola", "data.train_limit=48", "data.eval_limit=24"]
@@ -23,9 +25,15 @@ def test_ddp_multirun_runs_each_point_once(run_cli, tmp_path):
     assert result.stdout.count("Launching 2 jobs") + result.stderr.count("Launching 2 jobs") == 1
 
 
-def test_fsdp_trains_sharded(run_cli, tmp_path):
+def test_fsdp_trains_sharded(run_cli, tmp_path, make_cfg):
     result = run_cli(*TINY, "strategy=fsdp")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = mlflow_runs(tmp_path, "glue_cola")
     assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"
     assert runs["metrics.val/mcc"].notna().all()
+
+    from sagelab.tasks.glue import SequenceClassifier
+
+    full_bytes = sum(p.numel() * 4 * 3 for p in SequenceClassifier(make_cfg(*TINY)).parameters())  # fp32 + Adam m, v
+    held = runs.iloc[0]["metrics.memory/param_optim_mb"] * 2**20
+    assert held == pytest.approx(full_bytes / 2, rel=0.02)  # each of 2 processes holds half

@@ -114,6 +114,30 @@ class TrainTimer(L.Callback):
     on_train_end = on_validation_start = _stop
 
 
+class MemoryMeter(L.Callback):
+    """Bytes of parameters + optimizer state this process holds (a shard under ``strategy=fsdp``), and its
+    peak resident memory; printed per rank, logged for rank 0."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, float] = {}
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if trainer.global_step != 1 or self.metrics:  # after the first step, when optimizer state exists
+            return
+        tensors = list(pl_module.parameters())
+        for optimizer in trainer.optimizers:
+            tensors += [t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+        local = [t.to_local() if hasattr(t, "to_local") else t for t in tensors]
+        self.metrics["memory/param_optim_mb"] = sum(t.numel() * t.element_size() for t in local) / 2**20
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import resource
+
+        self.metrics["memory/peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        summary = ", ".join(f"{k.split('/')[1]} {v:.1f}" for k, v in self.metrics.items())
+        print(f"[rank {trainer.global_rank}] {summary}", flush=True)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write to a temporary file, then rename: a kill mid-write never leaves a torn ``last.ckpt``."""
 

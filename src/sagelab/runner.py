@@ -113,7 +113,7 @@ class Runner:
         """Train with checkpoints every ``checkpoint.every_n_steps`` and spot-style interruption."""
         from lightning.pytorch.callbacks import ModelCheckpoint
 
-        from sagelab.callbacks import SpotCheckpointing, TrainTimer
+        from sagelab.callbacks import MemoryMeter, SpotCheckpointing, TrainTimer
 
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self._write_state(completed=False)
@@ -123,11 +123,11 @@ class Runner:
             enable_version_counter=False,
         )
         self.spot = SpotCheckpointing(self.checkpoint_dir / "last.ckpt", self.cfg.instance.get("max_run_s"))
-        timer = TrainTimer()
-        trainer = self.trainer(callbacks=[periodic, self.spot, timer])
+        timer, memory = TrainTimer(), MemoryMeter()
+        trainer = self.trainer(callbacks=[periodic, self.spot, timer, memory])
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
         self._interrupted = self.spot.interrupted
-        self.log_metrics({"train_time_s": timer.seconds})
+        self.log_metrics({"train_time_s": timer.seconds, **memory.metrics})
         if self._interrupted:
             print(f"training stopped ({self._interrupted}); checkpoint in {self.checkpoint_dir}: "
                   "re-run the same command to resume.", file=sys.stderr)

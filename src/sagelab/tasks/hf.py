@@ -32,6 +32,9 @@ class HFModule(L.LightningModule):
             return
         from torch.distributed.fsdp import fully_shard
 
+        # ModelParallelStrategy's mesh is (data_parallel, tensor_parallel); given both dims fully_shard would
+        # replicate over the first (HSDP), so shard over the data-parallel dim only.
+        mesh = mesh["data_parallel"]
         for layer in self.transformer_layers():
             fully_shard(layer, mesh=mesh)
         fully_shard(self.model, mesh=mesh)
