@@ -1,9 +1,12 @@
 """sagelab's one entry point: `python run.py [group=option ...] [key=value ...]` (see README.md)."""
 
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from sagelab.cli import main
+from sagelab.cli import check_group_choices, main
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -12,4 +15,5 @@ def run(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_group_choices(sys.argv[1:], Path(__file__).parent / "conf")
     run()

@@ -6,7 +6,8 @@ import pytest
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["task=nope"], ["Could not find 'task/nope'", "glue_cola", "glue_sst2"]),
+        (["task=nope"], ["task: there is no option 'nope'", "glue_cola, glue_mrpc, glue_sst2"]),
+        (["-m", "model=minilm,nope"], ["model: there is no option 'nope'", "bert_tiny"]),
         (["optim.lr=-1"], ["optim.lr", "greater than zero", "-1"]),
         (["optim.warmup_ratio=2"], ["optim.warmup_ratio", "0..1"]),
         (["trainer.precision=fp8"], ["trainer.precision", "bf16-mixed"]),

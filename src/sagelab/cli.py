@@ -15,6 +15,26 @@ from omegaconf import DictConfig, OmegaConf
 from sagelab.config import CORE_MODES, ConfigError, check_common, check_file
 
 
+def check_group_choices(argv: list[str], conf_dir: Path) -> None:
+    """``group=option`` overrides naming an option that conf/<group>/ lacks: one line, before Hydra composes.
+
+    (Hydra would say the same in a multi-paragraph message with its config search path.)
+    """
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        group, _, options = arg.lstrip("+~").partition("=")
+        folder = conf_dir / group
+        if "." in group or not folder.is_dir():
+            continue
+        known = sorted(p.stem for p in folder.glob("*.yaml"))
+        for option in options.split(","):  # a --multirun sweep lists several
+            if option and option not in known:
+                print(f"sagelab: bad config: {group}: there is no option '{option}'; "
+                      f"choose one of {', '.join(known)}.", file=sys.stderr)
+                sys.exit(2)
+
+
 def check_paths(cfg: DictConfig) -> None:
     """``task.check_paths`` lists config keys whose values must be existing local paths."""
     for key in cfg.task.get("check_paths") or []:
