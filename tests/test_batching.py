@@ -53,6 +53,16 @@ def test_evaluation_shards_are_disjoint_and_complete():
     assert all(len(list(s)) == len(s) for s in samplers)
 
 
+def test_evaluation_ranks_run_the_single_process_batches():
+    single = list(LengthGroupedBatchSampler(LENGTHS, 16, shuffle=False, group_by_length=True, even_shards=False))
+    ranks = [
+        list(LengthGroupedBatchSampler(LENGTHS, 16, shuffle=False, group_by_length=True, rank=r, world_size=2,
+                                       even_shards=False))
+        for r in range(2)
+    ]
+    assert sorted(ranks[0] + ranks[1]) == sorted(single)  # same companions, same padded shapes
+
+
 def test_skip_next_resumes_mid_epoch_exactly():
     sampler = LengthGroupedBatchSampler(LENGTHS, 8, shuffle=True, group_by_length=True, seed=5)
     sampler.set_epoch(2)

@@ -3,7 +3,8 @@
 Managed spot training gives a job a checkpoint folder and may stop it at any
 time; re-running the job resumes. :class:`SpotCheckpointing` makes that exact:
 
-* SIGTERM (the spot notice) -> a checkpoint at the end of the current step, then a clean stop;
+* SIGTERM (the spot notice) -> a checkpoint at the end of the current step, then a clean stop
+  (under DDP the ranks agree on the step, so they checkpoint together);
 * ``instance.max_run_s`` -> the same at the time budget;
 * on resume, the batch sampler skips the batches the checkpoint already consumed and the
   RNG states are restored, so the resumed run sees the same batches and dropout masks as an
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -34,16 +36,24 @@ class SpotCheckpointing(L.Callback):
         self.interrupted: str | None = None  # "sigterm" | "time budget" once training was cut short
         self._resume_batches = 0
         self._rng_to_restore: dict[str, Any] | None = None
+        self._sigterm = False
 
     # -- stopping ---------------------------------------------------------------
+    REASONS = (None, "time budget", "sigterm")
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self._sigterm = True
+
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        reason = None
-        if trainer.received_sigterm:
-            reason = "sigterm"
-        elif self.max_run_s and time.monotonic() - self.started > self.max_run_s:
-            reason = "time budget"
-        if reason and self.interrupted is None:
-            self.interrupted = reason
+        if self.interrupted is not None:
+            return
+        code = 2 if self._sigterm else int(bool(self.max_run_s and time.monotonic() - self.started > self.max_run_s))
+        if trainer.world_size > 1:  # all ranks must checkpoint at the same step, or save's barrier deadlocks
+            flag = torch.tensor([code], device=trainer.strategy.root_device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            code = int(flag.item())
+        if code:
+            self.interrupted = self.REASONS[code]
             trainer.save_checkpoint(self.last_path)
             trainer.should_stop = True
 
@@ -76,6 +86,9 @@ class SpotCheckpointing(L.Callback):
         self._resume_batches = int(progress.get("current", {}).get("processed", 0))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Our SIGTERM handler replaces Lightning's, whose per-rank flag and in-handler broadcast let
+        # ranks stop at different steps (a DDP hang); Lightning restores the original after fit.
+        signal.signal(signal.SIGTERM, self._on_sigterm)
         # A run resumed mid-epoch gets no on_train_epoch_start, so the sampler is positioned here.
         sampler = _batch_sampler(trainer)
         if sampler is not None:

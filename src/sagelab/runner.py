@@ -86,6 +86,8 @@ class Runner:
             _leave_process_group(launcher_env)
         self.record.finish(status)
         self._print_summary(wall)
+        if self._interrupted == "sigterm":
+            raise SystemExit(128 + signal.SIGTERM)
         return self.metrics
 
     @property
@@ -102,6 +104,8 @@ class Runner:
     def _train(self, resume_ckpt: Path | None) -> None:
         module, datamodule = self.task.module(), self.task.datamodule()
         trainer = self.fit(module, datamodule, resume_ckpt)
+        if self._interrupted == "sigterm":  # the instance is going away: checkpoint written, leave now
+            return
         self.evaluate(module, datamodule, trainer)
         if self.cfg.checkpoint.save_model and not self._interrupted:
             final = self.checkpoint_dir / "final.ckpt"
@@ -128,11 +132,11 @@ class Runner:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
         self._interrupted = self.spot.interrupted
         self.log_metrics({"train_time_s": timer.seconds, **memory.metrics})
-        if self._interrupted:
+        if not self._interrupted:
+            self._write_state(completed=True)
+        elif self.is_global_zero:
             print(f"training stopped ({self._interrupted}); checkpoint in {self.checkpoint_dir}: "
                   "re-run the same command to resume.", file=sys.stderr)
-        else:
-            self._write_state(completed=True)
         return trainer
 
     def evaluate(self, module: Any, datamodule: Any, trainer: Any = None) -> dict[str, float]:
@@ -196,7 +200,8 @@ class Runner:
         state = self._read_state()
         last = self.checkpoint_dir / "last.ckpt"
         if state and not state.get("completed") and last.exists():
-            print(f"resuming from {last} (MLflow run {state.get('run_id')})", file=sys.stderr)
+            if self.is_global_zero:
+                print(f"resuming from {last} (MLflow run {state.get('run_id')})", file=sys.stderr)
             return last, state.get("run_id")
         return None, None
 
@@ -280,6 +285,7 @@ def _quiet_known_noise() -> None:
         "Checkpoint directory .* exists and is not empty",  # it holds our state file by design
         ".*LeafSpec.*",
         ".*smaller than the logging interval.*",
+        ".*your dataloader is not resumable.*",  # SpotCheckpointing repositions our batch sampler itself
     ):
         warnings.filterwarnings("ignore", message=message)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(

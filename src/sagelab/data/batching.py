@@ -23,10 +23,13 @@ MEGABATCH_FACTOR = 50  # as HF's get_length_grouped_indices: sort within windows
 class LengthGroupedBatchSampler(Sampler[list[int]]):
     """Yields lists of indices: shuffled per epoch, optionally length-grouped, sharded by rank.
 
-    ``even_shards`` (training) shards whole batches and pads the batch list so every rank
-    runs the same number of steps. Without it (evaluation) rank ``r`` takes examples
-    ``r, r + world, r + 2*world, ...`` before batching: no example is counted twice, every
-    rank gets work, and gathered results are easy to put back in dataset order.
+    Ranks are dealt whole batches of the single-process order: rank ``r`` runs batches
+    ``r, r + world, ...``. Each example is therefore computed in exactly the batch (same
+    companions, same padded shape) it has in a 1-process run, so distributed evaluation
+    is bit-identical to single-process evaluation. ``even_shards`` (training) pads the
+    batch list so every rank runs the same number of steps; evaluation leaves it off so
+    no example is counted twice, and shrinks the batch size when there are fewer
+    batches than ranks, since every rank must take part.
     """
 
     def __init__(
@@ -80,10 +83,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         n = len(self.lengths)
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(n, generator=generator).tolist() if self.shuffle else list(range(n))
-        if not self.even_shards:
-            return self._batches(order[self.rank :: self.world_size])
         batches = self._batches(order)
-        if self.world_size > 1 and len(batches) % self.world_size:
+        if self.world_size > 1 and self.even_shards and len(batches) % self.world_size:
             batches += batches[: self.world_size - len(batches) % self.world_size]
         return batches[self.rank :: self.world_size]
 
@@ -92,10 +93,10 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         yield from self._shard()[skip:]
 
     def __len__(self) -> int:
-        n = len(self.lengths)
-        if not self.even_shards:
-            return math.ceil(len(range(self.rank, n, self.world_size)) / self.batch_size)
-        return math.ceil(math.ceil(n / self.batch_size) / self.world_size)
+        n_batches = math.ceil(len(self.lengths) / self.batch_size)
+        if self.even_shards:
+            return math.ceil(n_batches / self.world_size)
+        return len(range(self.rank, n_batches, self.world_size))
 
 
 def pad_collate(pad_token_id: int, pad_keys: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")):
@@ -131,6 +132,8 @@ def make_loader(
     rank, world = 0, 1
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    if not train and math.ceil(len(lengths) / batch_size) < world:  # every rank needs a batch
+        batch_size = max(1, math.ceil(len(lengths) / world))
     sampler = LengthGroupedBatchSampler(
         lengths,
         batch_size,

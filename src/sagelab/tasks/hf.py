@@ -21,7 +21,9 @@ class HFModule(L.LightningModule):
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.model = self.build_model()
+        # from_pretrained returns eval mode and Lightning 2.6 keeps submodule modes as it finds them:
+        # without train() here, fine-tuning would run with dropout off.
+        self.model = self.build_model().train()
 
     def build_model(self) -> torch.nn.Module:
         raise NotImplementedError
