@@ -55,7 +55,7 @@ class Runner:
         resume_ckpt, run_id = self._resume_point()
         self.record = tracking.RunRecord(self.cfg, run_id, self.is_global_zero)
         started = time.monotonic()
-        status = "FINISHED"
+        status, error = "FINISHED", None
         try:
             mode = str(self.cfg.mode)
             extra = self.task.extra_modes()
@@ -67,24 +67,21 @@ class Runner:
                 self.evaluate(self.load_module(), self.task.datamodule())
             elif mode == "predict":
                 self.metrics.update(self.task.predict(self) or {})
-            if getattr(self, "_interrupted", None):
+            if self._interrupted:
                 status = "KILLED"
         except BaseException as err:  # record every failure, then let it propagate
             from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-            status = "KILLED" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "FAILED"
-            self.record.finish(status, None if status == "KILLED" else _error_text(err))
-            if isinstance(err, SIGTERMException):  # checkpointed by SpotCheckpointing; exit as SIGTERM would
-                print(f"stopped by SIGTERM; checkpoint in {self.checkpoint_dir}: re-run the same command to resume.",
-                      file=sys.stderr)
+            interrupted = isinstance(err, (KeyboardInterrupt, SystemExit))
+            status, error = ("KILLED", None) if interrupted else ("FAILED", _error_text(err))
+            if isinstance(err, SIGTERMException):  # a SIGTERM before our handler took over
                 raise SystemExit(128 + signal.SIGTERM) from err
             raise
         finally:
             wall = time.monotonic() - started
-            if status != "FAILED":
-                self.log_metrics({"wall_time_s": wall, "cost_usd": instances.cost_usd(self.cfg, wall)})
+            self.log_metrics({"wall_time_s": wall, "cost_usd": instances.cost_usd(self.cfg, wall)})
+            self.record.finish(status, error)
             _leave_process_group(launcher_env)
-        self.record.finish(status)
         self._print_summary(wall)
         if self._interrupted == "sigterm":
             raise SystemExit(128 + signal.SIGTERM)
