@@ -1,0 +1,55 @@
+"""Import DGL 2.1 on a torch it was not built for.
+
+``import dgl`` imports ``dgl.graphbolt``, whose native library exists only for torch 2.0-2.2 and
+which needs ``torchdata``; on torch 2.13 that import fails and takes all of DGL with it. sagelab
+uses none of GraphBolt (graphs, message-passing layers and the classic samplers live elsewhere), so
+before the first ``import dgl`` we register an empty stand-in module under ``dgl.graphbolt``. Any
+attribute read from the stand-in raises an ImportError that says why, instead of an obscure
+``AttributeError`` deep inside DGL.
+
+Everything in sagelab imports DGL through :func:`import_dgl`; nothing else touches ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from typing import Any
+
+STANDIN_NAME = "dgl.graphbolt"
+
+
+class _GraphBoltStandIn(types.ModuleType):
+    """Empty ``dgl.graphbolt``: importable, but any real use fails loudly."""
+
+    __sagelab_standin__ = True
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") and attr.endswith("__"):
+            raise AttributeError(attr)
+        raise ImportError(
+            f"dgl.graphbolt.{attr} is unavailable: sagelab registers a stand-in for dgl.graphbolt "
+            "because DGL 2.1's GraphBolt has no build for this torch version. Use the classic "
+            "dgl.dataloading samplers instead."
+        )
+
+
+def install_standin() -> None:
+    """Register the stand-in unless a real (or our) ``dgl.graphbolt`` is already imported."""
+    if STANDIN_NAME not in sys.modules:
+        sys.modules[STANDIN_NAME] = _GraphBoltStandIn(STANDIN_NAME)
+
+
+def import_dgl() -> Any:
+    """Return the ``dgl`` module, importing it behind the GraphBolt stand-in on first use."""
+    if "dgl" in sys.modules and hasattr(sys.modules["dgl"], "graph"):
+        return sys.modules["dgl"]
+    os.environ.setdefault("DGLBACKEND", "pytorch")
+    install_standin()
+    import dgl  # noqa: PLC0415 -- deliberately lazy and behind the stand-in
+
+    # ``from .. import graphbolt`` inside DGL found the stand-in; make ``dgl.graphbolt`` match it.
+    if not hasattr(dgl, "graphbolt") or dgl.graphbolt is not sys.modules[STANDIN_NAME]:
+        dgl.graphbolt = sys.modules[STANDIN_NAME]
+    return dgl

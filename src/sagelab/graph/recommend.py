@@ -1,0 +1,109 @@
+"""Answer "top k new friends for Henry" and embed an updated graph without retraining.
+
+:func:`recommend` scores one node against every other with the trained scorer and returns the
+``k`` best that are not already its neighbours (nor itself), with link probabilities.
+
+:func:`transform` is Neptune ML's "model transform": an updated export (new users, new
+friendships, same schema) is encoded with the *fitted* feature encoding (category values never seen
+in training fall into OTHER), the trained encoder runs over the whole updated graph, and every node
+-- old or new -- gets a fresh embedding. Nothing is trained.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from sagelab.config import ConfigError
+from sagelab.graph.features import FeatureEncoder
+from sagelab.graph.nn import LinkPredictor
+from sagelab.graph.property_graph import PropertyGraph
+from sagelab.graph.training import embed, message_passing_graph
+
+
+def find_node(query: str, node_ids: Sequence[str], names: Sequence[str], key: str = "task.node") -> int:
+    """Index of the node whose id (first) or display name equals ``query``; unknown/ambiguous -> ConfigError."""
+    query = str(query)
+    for i, node_id in enumerate(node_ids):
+        if node_id == query:
+            return i
+    matches = [i for i, name in enumerate(names) if name == query]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        ids = ", ".join(node_ids[i] for i in matches[:10])
+        raise ConfigError(key, f"the name {query!r} belongs to {len(matches)} nodes ({ids}); give an id instead.")
+    close = difflib.get_close_matches(query, list(dict.fromkeys(names)), n=3, cutoff=0.7)
+    hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+    raise ConfigError(key, f"{query!r} is neither a node id nor a node name in this graph ({len(node_ids)} nodes).{hint}")
+
+
+def neighbours_of(node: int, edges: np.ndarray) -> set[int]:
+    return set(edges[edges[:, 0] == node, 1].tolist()) | set(edges[edges[:, 1] == node, 0].tolist())
+
+
+@torch.no_grad()
+def recommend(
+    model: LinkPredictor,
+    h: torch.Tensor,
+    node: int,
+    k: int,
+    edges: np.ndarray,
+    node_ids: Sequence[str],
+    names: Sequence[str],
+) -> list[dict[str, Any]]:
+    """The ``k`` highest-scoring non-neighbours of ``node`` as ``{id, name, score}`` (score = probability)."""
+    model.eval()
+    candidates = torch.arange(h.shape[0])
+    scores = model.score(h, torch.full_like(candidates, node), candidates)
+    excluded = neighbours_of(node, edges) | {node}
+    scores[list(excluded)] = float("-inf")
+    count = min(k, h.shape[0] - len(excluded))
+    top = torch.topk(scores, count)
+    return [
+        {"id": node_ids[i], "name": names[i], "score": p}
+        for p, i in zip(torch.sigmoid(top.values).tolist(), top.indices.tolist())
+    ]
+
+
+@dataclass
+class Transformed:
+    """Embeddings of every node of an updated graph; ``new_nodes`` are indices unseen in training."""
+
+    graph: PropertyGraph
+    embeddings: torch.Tensor
+    new_nodes: list[int]
+    edges: np.ndarray
+
+
+def transform(
+    model: LinkPredictor,
+    encoder: FeatureEncoder,
+    trained_ids: Sequence[str],
+    updated: PropertyGraph,
+    self_loops: bool,
+) -> Transformed:
+    """Encode ``updated`` with the fitted encoding and the trained weights; no parameter changes."""
+    x = torch.from_numpy(encoder.transform(updated))  # raises a ConfigError on a schema mismatch
+    if x.shape[1] != model.in_dim:
+        raise ConfigError(updated.source, f"encodes to {x.shape[1]} features; the model expects {model.in_dim}.")
+    trained = {node_id: i for i, node_id in enumerate(trained_ids)}
+    # id embeddings are looked up by training index; a new node gets an index past the table (-> mean)
+    fresh = iter(range(len(trained_ids), len(trained_ids) + updated.num_nodes))
+    index = torch.tensor([trained[n] if n in trained else next(fresh) for n in updated.node_ids])
+    edges = np.stack([updated.src, updated.dst], axis=1)
+    graph = message_passing_graph(edges, updated.num_nodes, self_loops)
+    model.eval()
+    with torch.no_grad():
+        h = model.encode(graph, model.node_inputs(x, index))
+    new_nodes = [i for i, n in enumerate(updated.node_ids) if n not in trained]
+    return Transformed(graph=updated, embeddings=h, new_nodes=new_nodes, edges=edges)
+
+
+def full_embeddings(model: LinkPredictor, x: torch.Tensor, edges: np.ndarray, self_loops: bool) -> torch.Tensor:
+    """Embeddings of the training nodes with every known edge in the message-passing graph."""
+    return embed(model, message_passing_graph(edges, x.shape[0], self_loops), x)

@@ -1,0 +1,120 @@
+"""Training and evaluation steps for link prediction, full-graph and neighbour-sampled.
+
+The message-passing graph holds each training edge in both directions: edge ``i`` (``u -> v``) and
+its reverse ``i + E`` (``v -> u``), then, for GCN, one self-loop per node. Positive training
+targets are the first ``E`` ids. Negatives are uniform: each positive ``(u, v)`` gets ``num_negs``
+pairs ``(u, w)`` with ``w`` drawn uniformly from all nodes (DGL's ``Uniform`` sampler does the same
+in the mini-batch path). The loss is binary cross-entropy on logits.
+
+In a mini-batch, the sampled blocks exclude the batch's own target edges and their reverses
+(``exclude="reverse_id"``): the model cannot read the answer off the graph it aggregates over.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sagelab.graph.dgl_shim import import_dgl
+from sagelab.graph.metrics import link_metrics
+from sagelab.graph.nn import LinkPredictor
+
+
+def message_passing_graph(edges: np.ndarray, num_nodes: int, self_loops: bool = False) -> Any:
+    """A DGLGraph with every undirected edge in both directions (``[fwd..., rev...]``) (+ self-loops)."""
+    dgl = import_dgl()
+    src, dst = torch.as_tensor(edges[:, 0], dtype=torch.int64), torch.as_tensor(edges[:, 1], dtype=torch.int64)
+    all_src, all_dst = torch.cat([src, dst]), torch.cat([dst, src])
+    if self_loops:
+        loop = torch.arange(num_nodes)
+        all_src, all_dst = torch.cat([all_src, loop]), torch.cat([all_dst, loop])
+    return dgl.graph((all_src, all_dst), num_nodes=num_nodes)
+
+
+def reverse_edge_ids(num_edges: int, num_nodes: int, self_loops: bool = False) -> torch.Tensor:
+    """For :func:`message_passing_graph`: the id of each edge's reverse (a self-loop is its own)."""
+    fwd = torch.arange(num_edges)
+    rev = torch.cat([fwd + num_edges, fwd])
+    if self_loops:
+        rev = torch.cat([rev, torch.arange(2 * num_edges, 2 * num_edges + num_nodes)])
+    return rev
+
+
+def bce_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    scores = torch.cat([pos, neg])
+    labels = torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
+    return F.binary_cross_entropy_with_logits(scores, labels)
+
+
+def full_graph_loss(model: LinkPredictor, graph: Any, x: torch.Tensor, train_edges: torch.Tensor, num_negs: int) -> torch.Tensor:
+    """One full-graph step's loss: encode all nodes, score all training edges and their negatives."""
+    h = model(graph, x)
+    src, dst = train_edges[:, 0], train_edges[:, 1]
+    neg_src = src.repeat_interleave(num_negs)
+    neg_dst = torch.randint(0, x.shape[0], (neg_src.shape[0],), device=x.device)
+    return bce_loss(model.score(h, src, dst), model.score(h, neg_src, neg_dst))
+
+
+def edge_sampler(fanouts: Iterable[int], num_negs: int, reverse_eids: torch.Tensor) -> Any:
+    """DGL's edge-prediction sampler: neighbour blocks for the batch's ends plus uniform negatives."""
+    dgl = import_dgl()
+    return dgl.dataloading.as_edge_prediction_sampler(
+        dgl.dataloading.NeighborSampler(list(fanouts)),
+        exclude="reverse_id",
+        reverse_eids=reverse_eids,
+        negative_sampler=dgl.dataloading.negative_sampler.Uniform(num_negs),
+    )
+
+
+class EdgeBatchCollator:
+    """``collate_fn`` for a plain torch DataLoader over training-edge ids -> a sampled mini-batch.
+
+    Sampling in ``collate_fn`` (instead of DGL's own DataLoader) keeps the loader an ordinary
+    ``torch.utils.data.DataLoader``, which Lightning can re-create with a distributed sampler.
+    """
+
+    def __init__(self, graph: Any, sampler: Any) -> None:
+        self.graph, self.sampler = graph, sampler
+
+    def __call__(self, eids: list[int] | torch.Tensor) -> tuple[Any, ...]:
+        return self.sampler.sample(self.graph, torch.as_tensor(eids, dtype=torch.int64))
+
+
+def minibatch_loss(model: LinkPredictor, batch: tuple[Any, ...], x: torch.Tensor) -> torch.Tensor:
+    """Loss of one ``(input_nodes, pair_graph, neg_pair_graph, blocks)`` batch from :func:`edge_sampler`."""
+    input_nodes, pair_graph, neg_graph, blocks = batch
+    h = model(blocks, x[input_nodes], input_nodes)
+    pos_src, pos_dst = pair_graph.edges()
+    neg_src, neg_dst = neg_graph.edges()
+    return bce_loss(model.score(h, pos_src, pos_dst), model.score(h, neg_src, neg_dst))
+
+
+@torch.no_grad()
+def embed(model: LinkPredictor, graph: Any, x: torch.Tensor) -> torch.Tensor:
+    """Full-neighbourhood embeddings of every node (eval mode, no dropout)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return model(graph, x)
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def evaluate_edges(
+    model: LinkPredictor, h: torch.Tensor, positives: torch.Tensor, neg_tails: torch.Tensor, hits_at: Iterable[int] = (20,)
+) -> dict[str, float]:
+    """Metrics of positive edges ``(P, 2)`` against tail negatives ``(P, K)`` given embeddings ``h``."""
+    was_training = model.training
+    model.eval()
+    try:
+        src, dst = positives[:, 0], positives[:, 1]
+        pos = model.score(h, src, dst)
+        k = neg_tails.shape[1]
+        neg = model.score(h, src.repeat_interleave(k), neg_tails.reshape(-1)).reshape(-1, k)
+    finally:
+        model.train(was_training)
+    return link_metrics(pos, neg, hits_at)
