@@ -140,20 +140,9 @@ class GlueDataModule(L.LightningDataModule):
             self.splits[split] = dataset
 
     def _loader(self, split: str, train: bool) -> torch.utils.data.DataLoader:
-        from sagelab.data.batching import make_loader
+        from sagelab.data.batching import loader_for
 
-        dataset = self.splits[split]
-        batch_size = self.cfg.optim.batch_size if train else self.cfg.optim.eval_batch_size
-        return make_loader(
-            dataset,
-            [len(ids) for ids in dataset["input_ids"]],
-            int(batch_size),
-            pad_token_id=self.tokenizer.pad_token_id,
-            train=train,
-            group_by_length=bool(self.cfg.data.group_by_length),
-            seed=int(self.cfg.seed),
-            num_workers=int(self.cfg.data.num_workers),
-        )
+        return loader_for(self.cfg, self.splits[split], self.tokenizer.pad_token_id, train=train)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         return self._loader("train", train=True)

@@ -226,18 +226,9 @@ class SquadDataModule(L.LightningDataModule):
         self.built = True
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
-        from sagelab.data.batching import make_loader
+        from sagelab.data.batching import loader_for
 
-        return make_loader(
-            self.train_features,
-            [len(ids) for ids in self.train_features["input_ids"]],
-            int(self.cfg.optim.batch_size),
-            pad_token_id=self.tokenizer.pad_token_id,
-            train=True,
-            group_by_length=bool(self.cfg.data.group_by_length),
-            seed=int(self.cfg.seed),
-            num_workers=int(self.cfg.data.num_workers),
-        )
+        return loader_for(self.cfg, self.train_features, self.tokenizer.pad_token_id, train=True)
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         """The single-process batches, dealt out whole to the ranks.
@@ -245,18 +236,11 @@ class SquadDataModule(L.LightningDataModule):
         Each window is then computed in exactly the batch (same companions, same padded
         shape) it has in a 1-process run, so its logits are bit-identical, and so are EM/F1.
         """
-        from sagelab.data.batching import make_loader
+        from sagelab.data.batching import loader_for
 
-        return make_loader(
-            _WithFeatureIndex(self.eval_inputs),
-            [len(ids) for ids in self.eval_inputs["input_ids"]],
-            int(self.cfg.optim.eval_batch_size),
-            pad_token_id=self.tokenizer.pad_token_id,
-            train=False,
-            group_by_length=bool(self.cfg.data.group_by_length),
-            seed=int(self.cfg.seed),
-            num_workers=int(self.cfg.data.num_workers),
-        )
+        lengths = [len(ids) for ids in self.eval_inputs["input_ids"]]
+        return loader_for(self.cfg, _WithFeatureIndex(self.eval_inputs), self.tokenizer.pad_token_id, train=False,
+                          lengths=lengths)
 
 
 def _rank_and_world() -> tuple[int, int]:
