@@ -1,0 +1,103 @@
+"""The best configuration of a study, as a ready ``conf/experiment/<name>.yaml``.
+
+The file composes exactly what the chosen trial ran -- the study's command-line
+overrides, the sampled values and ``trainer.max_epochs`` -- as a global-package
+experiment config, so::
+
+    python run.py +experiment=<name>
+
+trains that configuration again as an ordinary run. Config groups (``model``,
+``instance``, ``task``) become ``override /group: option`` entries of its
+defaults list; everything else becomes plain keys. Keys the study only set to
+keep trials light (``checkpoint.save_model=false`` ...) are left out.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from sagelab.config import PROJECT_ROOT
+from sagelab.hpo.space import SearchSpace
+from sagelab.hpo.spec import StudySpec
+
+
+def experiment_name(spec: StudySpec) -> str:
+    return "hpo_" + re.sub(r"[^A-Za-z0-9_]", "_", spec.name)
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def experiment_content(
+    spec: StudySpec, config: Mapping[str, Any], conf_dir: Path | None = None
+) -> tuple[list[dict[str, str]], dict[str, Any], list[str]]:
+    """(defaults-list overrides, plain keys, overrides that cannot be expressed) for one trial's config."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    conf_dir = Path(conf_dir) if conf_dir else PROJECT_ROOT / "conf"
+    defaults: list[dict[str, str]] = []
+    keys: dict[str, Any] = {}
+    skipped: list[str] = []
+    parsed = OverridesParser.create().parse_overrides(list(spec.base_overrides))
+    for text, override in zip(spec.base_overrides, parsed):
+        key = override.key_or_group
+        value = override.value()
+        if override.is_delete() or override.package or key in ("experiment", "hydra") or key.startswith("hydra."):
+            skipped.append(text)
+        elif (conf_dir / key).is_dir() and isinstance(value, str):
+            defaults.append({f"override /{key}": value})
+        else:
+            _set(keys, key, value)
+    space = SearchSpace.from_config(spec.space)
+    for name, value in config.items():
+        if name not in space.params:
+            continue
+        param = space.params[name]
+        value = getattr(value, "item", lambda: value)()
+        if (conf_dir / param.key).is_dir():
+            defaults = [d for d in defaults if f"override /{param.key}" not in d]
+            defaults.append({f"override /{param.key}": str(value)})
+        else:
+            _set(keys, param.key, value)
+    _set(keys, "trainer.max_epochs", int(spec.max_resource))
+    return defaults, keys, skipped
+
+
+def write_experiment(
+    spec: StudySpec,
+    record: Mapping[str, Any],
+    objectives: Mapping[str, float],
+    out_dir: Path,
+    name: str | None = None,
+    conf_dir: Path | None = None,
+) -> Path:
+    """Write the experiment YAML of trial ``record`` (with its natural objective values) and return its path."""
+    from omegaconf import OmegaConf
+
+    name = name or experiment_name(spec)
+    defaults, keys, skipped = experiment_content(spec, record["config"], conf_dir)
+    body: dict[str, Any] = {}
+    if defaults:
+        body["defaults"] = [*defaults, "_self_"]
+    body.update(keys)
+    summary = ", ".join(f"{k}={v:.6g}" for k, v in objectives.items())
+    header = [
+        "# @package _global_",
+        f"# Best configuration of HPO study {spec.name} ({spec.algorithm}, trial {record['trial_id']}):",
+        f"#   {summary}",
+        f"# Written by sagelab.hpo; reproduce with:  python run.py +experiment={name}",
+    ]
+    if skipped:
+        header.append(f"# Not expressible here, left out: {' '.join(skipped)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.yaml"
+    path.write_text("\n".join(header) + "\n" + OmegaConf.to_yaml(OmegaConf.create(body)))
+    return path

@@ -1,0 +1,211 @@
+"""Optuna studies: NSGA-II and TPE, with the study in an RDB (SQLite) storage under mlruns/.
+
+Each trial is the same ``python run.py ...`` subprocess as with Syne Tune
+(:meth:`StudySpec.trial_argv`). The parent samples the configuration
+(``trial.suggest_*``), the child's :class:`~sagelab.hpo.callback.HPOCallback`
+reports every epoch to the same storage and asks ``should_prune`` (TPE with one
+objective, successive-halving pruner over epochs; Optuna cannot prune
+multi-objective trials), and the parent reads the final objectives from the
+trial's ``result.json``.
+
+Resume: the storage keeps every finished trial. Trials that were running when
+the study died are marked FAIL in the storage and enqueued again with the same
+parameters, so a resumed study re-runs exactly what it lost. One study process
+per study is assumed (more parallelism: ``hpo.n_workers``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from typing import Any
+
+from sagelab.hpo.records import (
+    FINISHED,
+    StudyState,
+    finish_trial,
+    load_trials,
+    mark_interrupted,
+    read_json,
+    trial_cost,
+    update_trial,
+)
+from sagelab.hpo.spec import StudySpec
+
+
+class TrialFailed(Exception):
+    """A trial process failed; Optuna records the trial as FAIL and the study goes on."""
+
+
+def make_pruner(spec: StudySpec) -> Any:
+    import optuna
+
+    if not spec.multi_fidelity:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=spec.grace_period, reduction_factor=int(spec.reduction_factor), min_early_stopping_rate=0
+    )
+
+
+def make_sampler(spec: StudySpec, seed: int) -> Any:
+    import optuna
+
+    if spec.algorithm == "nsga2":
+        population = max(2, min(20, (spec.max_trials or 40) // 4))
+        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+    if spec.algorithm == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, (spec.max_trials or 40) // 4)))
+    raise ValueError(f"not an Optuna algorithm: {spec.algorithm}")
+
+
+def open_study(spec: StudySpec, seed: int) -> tuple[Any, Any]:
+    """(study, storage): created on the first session, loaded on later ones."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage(spec.optuna_storage, engine_kwargs={"connect_args": {"timeout": 60}})
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=storage,
+        sampler=make_sampler(spec, seed),
+        pruner=make_pruner(spec),
+        directions=["minimize"] * len(spec.objectives),
+        load_if_exists=True,
+    )
+    if len(spec.objectives) > 1:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([o.key for o in spec.objective_list()])
+    return study, storage
+
+
+def requeue_lost(spec: StudySpec, study: Any, storage: Any, interrupted: list[int]) -> None:
+    """Re-run what a dead study process lost: fail its RUNNING trials, enqueue their configurations again."""
+    from optuna.trial import TrialState
+
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+    for number in interrupted:
+        record = read_json(spec.trial_dir(number) / "trial.json") or {}
+        if record.get("config"):
+            study.enqueue_trial(record["config"], user_attrs={"retry_of": number})
+
+
+class _Trials:
+    """Runs trial processes and kills whatever is still running when the study stops."""
+
+    def __init__(self, spec: StudySpec, deadline: float | None) -> None:
+        self.spec, self.deadline = spec, deadline
+        self.live: set[subprocess.Popen] = set()
+        self.lock = threading.Lock()
+        self.stopping = False  # set when the study itself stops: killed trials are interrupted, not failed
+
+    def objective(self, trial: Any) -> tuple[float, ...] | float:
+        import optuna
+
+        spec = self.spec
+        config = spec.search_space().suggest(trial)
+        tdir = spec.trial_dir(trial.number)
+        tdir.mkdir(parents=True, exist_ok=True)
+        update_trial(tdir, trial_id=trial.number, config=config, status="running", started=time.time(),
+                     retry_of=trial.user_attrs.get("retry_of"))
+        argv = spec.trial_argv(trial.number, config)
+        (tdir / "command.txt").write_text(" ".join(argv) + "\n")
+        from sagelab.config import PROJECT_ROOT
+
+        with open(tdir / "std.out", "a") as out, open(tdir / "std.err", "a") as err:
+            proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=out, stderr=err)
+            with self.lock:
+                self.live.add(proc)
+            try:
+                timeout = None if self.deadline is None else max(1.0, self.deadline - time.monotonic())
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                finish_trial(tdir, spec.keep_checkpoints, status="stopped", reason="budget")
+                raise TrialFailed(f"trial {trial.number} stopped at the study's wall-clock budget")
+            finally:
+                with self.lock:
+                    self.live.discard(proc)
+        if self.stopping:
+            raise TrialFailed(f"trial {trial.number} interrupted with its study")
+        result = read_json(tdir / "result.json") or {}
+        history = result.get("history") or []
+        if code != 0 or not history:
+            reason = f"exit code {code}" if code != 0 else "no validation round reported"
+            finish_trial(tdir, spec.keep_checkpoints, status="failed", error=_tail(tdir / "std.err"))
+            raise TrialFailed(f"trial {trial.number} failed ({reason}); see {tdir / 'std.err'}")
+        last = history[-1]
+        trial.set_user_attr("cost_usd", float(last.get("cost_usd", 0.0)))
+        trial.set_user_attr("rounds", len(history))
+        if result.get("pruned"):
+            finish_trial(tdir, spec.keep_checkpoints, status="pruned")
+            raise optuna.TrialPruned(f"pruned after {len(history)} epoch(s)")
+        finish_trial(tdir, spec.keep_checkpoints, status="completed")
+        values = tuple(float(last["objectives"][o.key]) for o in spec.objective_list())
+        return values if len(values) > 1 else values[0]
+
+    def kill_all(self) -> None:
+        with self.lock:
+            self.stopping = True
+            for proc in list(self.live):
+                proc.kill()
+
+
+def _tail(path: Any, lines: int = 30) -> str:
+    try:
+        return "".join(path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
+    """Run (or continue) an Optuna study; returns what this session did."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    interrupted = mark_interrupted(spec.dir)
+    session = state.begin_session()
+    study, storage = open_study(spec, spec.seed + 1000 * session)
+    requeue_lost(spec, study, storage, interrupted)
+    records = load_trials(spec.dir)
+    finished = [r for r in records if r.get("status") in FINISHED]
+    left_trials = None if spec.max_trials is None else spec.max_trials - len(finished)
+    left_wall = None if spec.max_wallclock_s is None else spec.max_wallclock_s - state.elapsed_before()
+    info = {"session": session, "interrupted_before": interrupted, "new_trials": 0}
+    cost_before = sum(trial_cost(r) for r in records)
+    if (left_trials is not None and left_trials <= 0) or (left_wall is not None and left_wall <= 0):
+        return info
+    if spec.max_cost_usd is not None and cost_before >= spec.max_cost_usd:
+        return info
+    deadline = None if left_wall is None else time.monotonic() + left_wall
+    runner = _Trials(spec, deadline)
+    started = len(study.trials)
+
+    def after_trial(study: Any, frozen: Any) -> None:
+        state.tick()
+        if spec.max_cost_usd is not None:
+            spent = sum(float(t.user_attrs.get("cost_usd", 0.0)) for t in study.get_trials(deepcopy=False))
+            if spent >= spec.max_cost_usd:
+                study.stop()
+
+    try:
+        study.optimize(
+            runner.objective,
+            n_trials=left_trials,
+            timeout=left_wall,
+            n_jobs=spec.n_workers,
+            catch=(TrialFailed,),
+            callbacks=[after_trial],
+            gc_after_trial=False,
+        )
+    finally:
+        runner.kill_all()
+        state.tick()
+    info["new_trials"] = len(study.trials) - started
+    return info

@@ -1,0 +1,139 @@
+"""The study's own journal on disk, shared by both backends.
+
+Layout of ``mlruns/hpo/<study>/``::
+
+    spec.json             the resolved study (StudySpec)
+    state.json            parent MLflow run id, sessions and their elapsed time
+    trials/<id>/trial.json   written by the study: config, status, times, error
+    trials/<id>/result.json  written by the trial: per-round objectives, MLflow run id
+    optuna.db             Optuna's RDB storage (Optuna studies)
+    syne_tune/session-<k>/   Syne Tune's own results per session
+    results/              trials.csv, pareto.csv, plots, summary.json
+
+Files are replaced atomically, so a study killed at any moment leaves every
+finished trial readable; that is what resuming relies on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+# trial statuses: running -> completed | stopped (by the scheduler or the budget) | pruned | failed;
+# a trial still "running" when its study died is "interrupted" and is not counted as finished.
+FINISHED = ("completed", "stopped", "pruned", "failed")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def update_trial(trial_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into ``trial.json`` (the study process is its only writer)."""
+    path = Path(trial_dir) / "trial.json"
+    record = read_json(path) or {}
+    record.update(fields)
+    write_json(path, record)
+    return record
+
+
+def drop_checkpoints(trial_dir: Path) -> None:
+    """A finished trial's checkpoints are only disk weight (the best one is re-trained from its YAML)."""
+    import shutil
+
+    shutil.rmtree(Path(trial_dir) / "checkpoints", ignore_errors=True)
+
+
+def finish_trial(trial_dir: Path, keep_checkpoints: bool, **fields: Any) -> dict[str, Any]:
+    """Record a trial's end (status, reason, error) and drop its checkpoints unless asked to keep them."""
+    record = update_trial(trial_dir, ended=time.time(), **fields)
+    if not keep_checkpoints:
+        drop_checkpoints(trial_dir)
+    return record
+
+
+def load_trials(study_dir: Path) -> list[dict[str, Any]]:
+    """Every trial of the study, ``trial.json`` merged with the trial's ``result.json`` under ``result``."""
+    out = []
+    root = Path(study_dir) / "trials"
+    if not root.is_dir():
+        return out
+    for tdir in root.iterdir():
+        record = read_json(tdir / "trial.json")
+        if record is None:
+            continue
+        record["result"] = read_json(tdir / "result.json")
+        out.append(record)
+    return sorted(out, key=lambda r: int(r["trial_id"]))
+
+
+def mark_interrupted(study_dir: Path) -> list[int]:
+    """Trials left "running" by a study that died: mark them interrupted; returns their ids."""
+    ids = []
+    for record in load_trials(study_dir):
+        if record.get("status") == "running":
+            update_trial(Path(study_dir) / "trials" / str(record["trial_id"]), status="interrupted")
+            ids.append(int(record["trial_id"]))
+    return ids
+
+
+class StudyState:
+    """``state.json``: the parent run and the wall-clock time spent by earlier sessions."""
+
+    def __init__(self, study_dir: Path) -> None:
+        self.path = Path(study_dir) / "state.json"
+        self.data: dict[str, Any] = read_json(self.path) or {"sessions": []}
+        self._session_start: float | None = None
+
+    @property
+    def resumed(self) -> bool:
+        return bool(self.data["sessions"])
+
+    @property
+    def parent_run_id(self) -> str | None:
+        return self.data.get("parent_run_id")
+
+    @parent_run_id.setter
+    def parent_run_id(self, value: str) -> None:
+        self.data["parent_run_id"] = value
+        self.save()
+
+    def begin_session(self) -> int:
+        self._session_start = time.monotonic()
+        self.data["sessions"].append({"started": time.time(), "elapsed_s": 0.0})
+        self.save()
+        return len(self.data["sessions"]) - 1
+
+    def tick(self) -> None:
+        """Record this session's elapsed time (called often, so a kill loses little)."""
+        if self._session_start is not None:
+            self.data["sessions"][-1]["elapsed_s"] = time.monotonic() - self._session_start
+            self.save()
+
+    def elapsed_before(self) -> float:
+        """Wall-clock seconds of the sessions before this one."""
+        done = self.data["sessions"][:-1] if self._session_start is not None else self.data["sessions"]
+        return float(sum(s.get("elapsed_s", 0.0) for s in done))
+
+    def save(self) -> None:
+        write_json(self.path, self.data)
+
+
+def trial_cost(record: dict[str, Any]) -> float:
+    result = record.get("result") or {}
+    history = result.get("history") or []
+    return float(history[-1].get("cost_usd", 0.0)) if history else 0.0

@@ -1,0 +1,301 @@
+"""A study, fully resolved: what to search, how, with which budget, and how a trial is launched.
+
+:func:`build_spec` turns the composed config (``hpo.*``, ``search_space.*``
+and the command line that composed it) into a :class:`StudySpec` and checks
+all of it -- algorithm, objectives, budgets, and the search space against the
+composed config -- so every mistake surfaces before the first trial.
+
+The spec is written to ``<study dir>/spec.json``; trial processes read it
+back (through :class:`sagelab.hpo.callback.HPOCallback`) to know what to
+report. A study's name is derived from the command (budget keys left out), so
+running the same command again resumes the same study, and raising
+``hpo.max_trials`` on the command line extends it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from sagelab.config import PROJECT_ROOT, ConfigError
+from sagelab.hpo.objectives import Objective, parse_objectives
+from sagelab.hpo.space import SearchSpace
+
+# algorithm -> (backend, supports several objectives, multi-fidelity)
+ALGORITHMS: dict[str, tuple[str, bool, bool]] = {
+    "asha": ("syne_tune", False, True),
+    "moasha": ("syne_tune", True, True),
+    "random": ("syne_tune", True, False),
+    "bo": ("syne_tune", False, False),
+    "nsga2": ("optuna", True, False),
+    "tpe": ("optuna", True, True),  # pruning (multi-fidelity) only with one objective
+}
+BUDGET_KEYS = ("max_trials", "max_wallclock_s", "max_cost_usd", "n_workers", "max_failures")
+# keys the study sets on every trial itself; a command-line value for them would be ambiguous
+STUDY_KEYS = ("hpo", "search_space", "trainer.max_epochs", "checkpoint.dir", "hydra.run.dir", "callbacks.hpo",
+              "logger.run_name")
+DEFAULT_TRIAL_OVERRIDES = (
+    "checkpoint.save_model=false",
+    "checkpoint.every_n_steps=0",
+    "trainer.enable_progress_bar=false",
+)
+
+
+@dataclass
+class StudySpec:
+    name: str
+    algorithm: str
+    backend: str
+    study_dir: str
+    objectives: list[dict[str, str]]
+    task_name: str
+    task_metric: str
+    task_mode: str
+    space: dict[str, Any]
+    defaults: dict[str, Any]
+    base_overrides: list[str]
+    trial_overrides: list[str]
+    command: list[str]
+    max_trials: int | None
+    max_wallclock_s: float | None
+    max_cost_usd: float | None
+    n_workers: int
+    max_resource: int
+    grace_period: int
+    reduction_factor: float
+    seed: int
+    max_failures: int | None
+    tracking_uri: str
+    experiment_name: str
+    artifact_location: str
+    experiment_dir: str
+    latency: dict[str, int] = field(default_factory=lambda: {"batch_size": 8, "warmup": 2, "repeats": 10})
+    keep_checkpoints: bool = False
+    identity: str = ""  # digest of what defines the study (not its budget): a resume must match it
+    parent_run_id: str | None = None
+
+    # -- derived ------------------------------------------------------------------
+    @property
+    def dir(self) -> Path:
+        return Path(self.study_dir)
+
+    @property
+    def spec_path(self) -> Path:
+        return self.dir / "spec.json"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.dir / "results"
+
+    @property
+    def optuna_storage(self) -> str:
+        return f"sqlite:///{self.dir / 'optuna.db'}"
+
+    def objective_list(self) -> list[Objective]:
+        return [Objective(o["name"], o["mode"]) for o in self.objectives]
+
+    def search_space(self) -> SearchSpace:
+        return SearchSpace.from_config(self.space)
+
+    @property
+    def multi_fidelity(self) -> bool:
+        return ALGORITHMS[self.algorithm][2] and not (self.algorithm == "tpe" and len(self.objectives) > 1)
+
+    def trial_dir(self, trial_id: int | str) -> Path:
+        return self.dir / "trials" / str(trial_id)
+
+    def trial_argv(self, trial_id: int | str, config: dict[str, Any], extra: Sequence[str] = ()) -> list[str]:
+        """The command of one trial: an ordinary sagelab run plus the reporting callback."""
+        tdir = self.trial_dir(trial_id)
+        argv = [
+            *self.command,
+            *self.base_overrides,
+            *self.search_space().overrides(config),
+            *self.trial_overrides,
+            f"trainer.max_epochs={self.max_resource}",
+            "hpo=none",
+            "search_space=none",
+            f"checkpoint.dir={tdir / 'checkpoints'}",
+            f"hydra.run.dir={tdir / 'hydra'}",
+            f"logger.run_name={self.name}-trial-{trial_id}",
+            "+callbacks.hpo._target_=sagelab.hpo.callback.HPOCallback",
+            f"+callbacks.hpo.spec={self.spec_path}",
+            f"+callbacks.hpo.trial={trial_id}",
+            "+callbacks.hpo.price_per_hour=${instance.price_per_hour}",
+        ]
+        if self.parent_run_id:
+            argv.append(f"++logger.parent_run_id={self.parent_run_id}")
+        return [*argv, *extra]
+
+    # -- persistence ----------------------------------------------------------------
+    def check_resumable(self) -> None:
+        """A study folder may only be continued by a command that defines the same study."""
+        if not self.spec_path.exists():
+            return
+        previous = json.loads(self.spec_path.read_text()).get("identity")
+        if previous and previous != self.identity:
+            raise ConfigError(
+                "hpo.study_name",
+                f"study '{self.name}' in {self.dir} was started with a different setup (task, overrides, space, "
+                "objectives or fidelity); give this one another hpo.study_name, or delete that folder.",
+            )
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.spec_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, default=str))
+        tmp.replace(self.spec_path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "StudySpec":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def override_key(override: str) -> str:
+    """``+a.b=1`` -> ``a.b``; ``~a`` -> ``a``."""
+    key = override.split("=", 1)[0].lstrip("+~")
+    return key.split("@", 1)[0]
+
+
+def _matches(key: str, prefixes: Sequence[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def command_overrides(cfg: DictConfig) -> list[str]:
+    """The overrides of the command that composed ``cfg`` (Hydra's record), or ``hpo.base_overrides``."""
+    explicit = cfg.hpo.get("base_overrides")
+    if explicit is not None:
+        return [str(o) for o in explicit]
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return [str(o) for o in HydraConfig.get().overrides.task]
+    return []
+
+
+def split_overrides(overrides: Sequence[str], space: SearchSpace) -> tuple[list[str], list[str]]:
+    """(overrides the trials inherit, overrides dropped because the study or the space sets them)."""
+    space_keys = {p.key for p in space.params.values()}
+    kept, dropped = [], []
+    for o in overrides:
+        key = override_key(o)
+        # a sampled group (model) replaces `model=...`, not `model.config_overrides.x=...`
+        if _matches(key, STUDY_KEYS) or key in space_keys:
+            if not _matches(key, ("hpo", "search_space")):
+                dropped.append(o)
+            continue
+        kept.append(o)
+    return kept, dropped
+
+
+def _opt_number(hpo: DictConfig, key: str, kind: type, positive: bool = True) -> Any:
+    value = hpo.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and float(value) != int(value)):
+        raise ConfigError(f"hpo.{key}", f"must be a {'whole ' if kind is int else ''}number or null, got {value!r}.")
+    if positive and value <= 0:
+        raise ConfigError(f"hpo.{key}", f"must be greater than zero, got {value!r}.")
+    return kind(value)
+
+
+def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> StudySpec:
+    """Check ``hpo.*`` and ``search_space.*`` against the composed config and resolve the study."""
+    hpo = cfg.hpo
+    algorithm = str(hpo.name)
+    if algorithm not in ALGORITHMS:
+        raise ConfigError("hpo.name", f"is '{algorithm}'; allowed values are none, {', '.join(ALGORITHMS)}.")
+    backend, multi_ok, _ = ALGORITHMS[algorithm]
+    objectives = parse_objectives(hpo)
+    if len(objectives) > 1 and not multi_ok:
+        raise ConfigError(
+            "hpo.metrics",
+            f"{algorithm} optimises one objective, got {[o.name for o in objectives]}; "
+            "use hpo=moasha, hpo=random or hpo=nsga2 for several.",
+        )
+    space = SearchSpace.from_config(cfg.get("search_space"))
+    if space.empty:
+        raise ConfigError("search_space", "is empty (search_space=none): pick one, e.g. search_space=glue_default.")
+    space.validate_against(cfg)
+    if "error" in [o.name for o in objectives] and not OmegaConf.select(cfg, "task.metric", default=None):
+        raise ConfigError("task.metric", "is needed for the 'error' objective but the task sets none.")
+
+    max_trials = _opt_number(hpo, "max_trials", int)
+    max_wall = _opt_number(hpo, "max_wallclock_s", float)
+    max_cost = _opt_number(hpo, "max_cost_usd", float)
+    if max_trials is None and max_wall is None and max_cost is None:
+        raise ConfigError("hpo.max_trials", "a study needs a budget: set max_trials, max_wallclock_s or max_cost_usd.")
+    n_workers = _opt_number(hpo, "n_workers", int) or 1
+    max_resource = _opt_number(hpo, "max_resource", int) or int(cfg.trainer.max_epochs)
+    grace = _opt_number(hpo, "grace_period", int) or 1
+    if grace > max_resource:
+        raise ConfigError("hpo.grace_period", f"({grace}) must not exceed hpo.max_resource ({max_resource}).")
+    reduction = _opt_number(hpo, "reduction_factor", float) or 3.0
+    if reduction <= 1:
+        raise ConfigError("hpo.reduction_factor", f"must be greater than 1, got {reduction}.")
+    seed = hpo.get("seed")
+    seed = int(cfg.seed if seed is None else seed)
+
+    raw = list(overrides) if overrides is not None else command_overrides(cfg)
+    base, dropped = split_overrides(raw, space)
+    if dropped:
+        print(f"sagelab hpo: the study sets these itself, ignoring {' '.join(dropped)}", file=sys.stderr)
+    trial_overrides = [str(o) for o in (hpo.get("trial_overrides") or DEFAULT_TRIAL_OVERRIDES)]
+    command = [str(c) for c in (hpo.get("command") or [sys.executable, str(PROJECT_ROOT / "run.py")])]
+
+    identity = {
+        "algorithm": algorithm,
+        "objectives": [(o.name, o.mode) for o in objectives],
+        "space": space.to_dict(),
+        "base": sorted(base),
+        "max_resource": max_resource,
+        "grace": grace,
+        "reduction": reduction,
+        "seed": seed,
+    }
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    name = str(hpo.get("study_name") or f"{algorithm}-{cfg.task.name}-{space.name}-{digest}")
+    if not re.match(r"^[A-Za-z0-9_.\-]+$", name):
+        raise ConfigError("hpo.study_name", f"'{name}' may only hold letters, digits, '.', '_' and '-'.")
+    study_dir = Path(str(hpo.get("dir") or PROJECT_ROOT / "mlruns" / "hpo")).resolve() / name
+    if backend == "syne_tune" and re.search(r"\s", str(study_dir) + sys.executable):
+        raise ConfigError("hpo.dir", f"'{study_dir}' contains a space, which Syne Tune's LocalBackend cannot pass.")
+    latency = dict(OmegaConf.to_container(hpo.get("latency") or {}, resolve=True))
+    return StudySpec(
+        name=name,
+        algorithm=algorithm,
+        backend=backend,
+        study_dir=str(study_dir),
+        objectives=[{"name": o.name, "mode": o.mode} for o in objectives],
+        task_name=str(cfg.task.name),
+        task_metric=str(OmegaConf.select(cfg, "task.metric", default="") or ""),
+        task_mode=str(OmegaConf.select(cfg, "task.metric_mode", default="max") or "max"),
+        space=space.to_dict(),
+        defaults=space.defaults(cfg),
+        base_overrides=base,
+        trial_overrides=trial_overrides,
+        command=command,
+        max_trials=max_trials,
+        max_wallclock_s=max_wall,
+        max_cost_usd=max_cost,
+        n_workers=n_workers,
+        max_resource=max_resource,
+        grace_period=grace,
+        reduction_factor=reduction,
+        seed=seed,
+        max_failures=_opt_number(hpo, "max_failures", int, positive=False),
+        tracking_uri=str(cfg.logger.tracking_uri),
+        experiment_name=str(cfg.logger.experiment_name),
+        artifact_location=str(cfg.logger.get("artifact_location") or PROJECT_ROOT / "mlruns" / "artifacts"),
+        experiment_dir=str(hpo.get("experiment_dir") or PROJECT_ROOT / "conf" / "experiment"),
+        latency={"batch_size": 8, "warmup": 2, "repeats": 10, **latency},
+        keep_checkpoints=bool(hpo.get("keep_checkpoints", False)),
+        identity=digest,
+    )

@@ -1,0 +1,230 @@
+"""``python run.py ... hpo=<algorithm> search_space=<space>``: run a study, then summarise it.
+
+:func:`run_study` is what the CLI calls when ``hpo.name != none``:
+
+1. resolve and check the study (:func:`~sagelab.hpo.spec.build_spec`): a bad
+   space, objective or budget stops here, before any trial;
+2. open the study's MLflow parent run (re-opened when the study resumes);
+3. run the trials with Syne Tune (:mod:`sagelab.hpo.syne`) or Optuna
+   (:mod:`sagelab.hpo.optuna_study`) until the budget is spent;
+4. :func:`finalize`: trials.csv, the Pareto front (pareto.csv + PNG plots),
+   the hypervolume, the best configuration as ``conf/experiment/hpo_<study>.yaml``,
+   all logged to the parent run; trial runs the scheduler killed are closed as KILLED.
+
+Re-running the same command resumes the study; a SIGTERM or Ctrl-C ends it
+cleanly (running trials are stopped, the parent run is marked KILLED).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from omegaconf import DictConfig
+
+from sagelab.hpo.records import StudyState, load_trials
+from sagelab.hpo.spec import StudySpec, build_spec
+
+
+def check(cfg: DictConfig) -> StudySpec:
+    """Validate ``hpo.*`` and ``search_space.*`` without running anything (raises ConfigError)."""
+    return build_spec(cfg)
+
+
+def run_study(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run (or resume) the study the config describes; returns its summary."""
+    from sagelab import tracking
+
+    spec = build_spec(cfg, overrides)
+    spec.check_resumable()
+    state = StudyState(spec.dir)
+    verb = "resuming" if state.resumed else "starting"
+    print(f"sagelab hpo: {verb} study {spec.name} ({spec.algorithm}, {spec.backend}) in {spec.dir}", flush=True)
+    tags = {
+        "mlflow.runName": f"hpo {spec.name}",
+        "sagelab.hpo.study": spec.name,
+        "sagelab.hpo.role": "parent",
+        "sagelab.hpo.algorithm": spec.algorithm,
+    }
+    parent = tracking.RunRecord(cfg, state.parent_run_id, is_global_zero=True, tags=tags)
+    if state.parent_run_id is None:
+        state.parent_run_id = parent.run_id
+    spec.parent_run_id = parent.run_id
+    spec.save()
+    parent.log_artifact(spec.spec_path)
+
+    if spec.backend == "syne_tune":
+        from sagelab.hpo import syne as backend
+    else:
+        from sagelab.hpo import optuna_study as backend
+    started = time.monotonic()
+    try:
+        with _sigterm_as_interrupt():
+            info = backend.run(spec, state)
+    except KeyboardInterrupt:
+        summary = finalize(spec, parent)
+        parent.finish("KILLED")
+        print(f"sagelab hpo: study {spec.name} interrupted after {summary['n_trials']} trials; "
+              "re-run the same command to resume.", file=sys.stderr)
+        raise SystemExit(130)
+    except BaseException as err:
+        parent.finish("FAILED", f"{type(err).__name__}: {err}")
+        raise
+    summary = {**finalize(spec, parent), "session": info, "session_s": time.monotonic() - started}
+    parent.finish("FINISHED")
+    _print_summary(spec, summary)
+    return summary
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's or ``kill``'s stop) takes the same clean path as Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def trials_table(spec: StudySpec) -> Any:
+    """One row per trial: id, status, epochs, sampled values, natural objective values, metrics."""
+    import pandas as pd
+
+    objectives = spec.objective_list()
+    rows = []
+    for record in load_trials(spec.dir):
+        result = record.get("result") or {}
+        history = result.get("history") or []
+        row: dict[str, Any] = {
+            "trial_id": int(record["trial_id"]),
+            "status": record.get("status"),
+            "rounds": len(history),
+            "full_fidelity": len(history) >= spec.max_resource,
+            "mlflow_run_id": result.get("mlflow_run_id"),
+        }
+        row.update({f"config.{k}": v for k, v in (record.get("config") or {}).items()})
+        if history:
+            last = history[-1]
+            for obj in objectives:
+                row[obj.name] = obj.natural(last["objectives"][obj.key])
+            for key, value in last.items():
+                if key not in ("round", "objectives", "time") and key not in row:
+                    row[key] = value
+            row["finished_at"] = last.get("time")
+        row["started_at"] = record.get("started")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def finalize(spec: StudySpec, parent: Any | None = None) -> dict[str, Any]:
+    """Write the study's results (CSV, front, plots, hypervolume, best config) and log them to ``parent``."""
+    import numpy as np
+
+    from sagelab.hpo import pareto
+    from sagelab.hpo.best import write_experiment
+
+    out = spec.results_dir
+    out.mkdir(parents=True, exist_ok=True)
+    table = trials_table(spec)
+    objectives = spec.objective_list()
+    names = [o.name for o in objectives]
+    summary: dict[str, Any] = {"study": spec.name, "algorithm": spec.algorithm, "study_dir": str(spec.dir),
+                               "objectives": names, "n_trials": int(len(table))}
+    for status in ("completed", "stopped", "pruned", "failed", "interrupted"):
+        summary[f"n_{status}"] = int((table["status"] == status).sum()) if len(table) else 0
+    scored = table.dropna(subset=names) if len(table) and set(names) <= set(table.columns) else table.iloc[0:0]
+    if len(table):
+        table["pareto"] = False
+    if len(scored):
+        minimised = np.column_stack([[o.minimised(v) for v in scored[o.name]] for o in objectives])
+        mask = pareto.pareto_mask(minimised)
+        table.loc[scored.index[mask], "pareto"] = True
+        if len(objectives) > 1:  # (with one objective it is 1 by construction of the bounds)
+            lower, upper = pareto.default_bounds(minimised)
+            summary["hypervolume"] = pareto.hypervolume(minimised, lower, upper)
+            summary["hv_lower"], summary["hv_upper"] = lower.tolist(), upper.tolist()
+        front = table.loc[scored.index[mask]].sort_values(names[0])
+        front.to_csv(out / "pareto.csv", index=False)
+        summary["pareto_size"] = int(mask.sum())
+        xs = [n for n in [*names[1:], "latency_ms", "cost_usd"] if n in table and n != names[0]]
+        plots = pareto.plot_pairs(table, list(dict.fromkeys(xs)), names[0], "pareto", out,
+                                  title=f"{spec.name} ({len(scored)} trials)")
+        summary["plots"] = [str(p) for p in plots]
+        best = _best_row(scored, objectives, spec)
+        record = {"trial_id": int(best["trial_id"]),
+                  "config": {k[len("config."):]: _plain(best[k]) for k in best.index if k.startswith("config.")}}
+        values = {n: float(best[n]) for n in names}
+        path = write_experiment(spec, record, values, Path(spec.experiment_dir))
+        summary.update(best_trial=record["trial_id"], best=values, best_config=record["config"],
+                       best_experiment=str(path), best_full_fidelity=bool(best["full_fidelity"]))
+    table.to_csv(out / "trials.csv", index=False)
+    from sagelab.hpo.records import write_json
+
+    write_json(out / "summary.json", summary)
+    if parent is not None:
+        _log_parent(spec, parent, summary, table)
+    return summary
+
+
+def _plain(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
+def _best_row(scored: Any, objectives: list, spec: StudySpec) -> Any:
+    """Lowest first objective among full-fidelity completed trials (any scored trial if none finished)."""
+    full = scored[(scored["status"] == "completed") & scored["full_fidelity"]]
+    pool = full if len(full) else scored
+    key = pool[objectives[0].name].map(objectives[0].minimised)
+    return pool.loc[key.idxmin()]
+
+
+def _log_parent(spec: StudySpec, parent: Any, summary: dict[str, Any], table: Any) -> None:
+    metrics = {k: float(v) for k, v in summary.items() if k.startswith("n_") or k in ("hypervolume", "pareto_size")}
+    metrics.update({f"best_{k.replace('/', '_')}": v for k, v in (summary.get("best") or {}).items()})
+    parent.log_metrics(metrics)
+    parent.log_artifact(spec.results_dir, "hpo")
+    if summary.get("best_experiment"):
+        parent.log_artifact(summary["best_experiment"], "hpo")
+        parent.set_tag("sagelab.hpo.best_trial", str(summary["best_trial"]))
+        parent.set_tag("sagelab.hpo.best_experiment", Path(summary["best_experiment"]).stem)
+    client = parent.client
+    if client is None or not len(table):
+        return
+    for _, row in table.iterrows():
+        run_id = row.get("mlflow_run_id")
+        if not isinstance(run_id, str):
+            continue
+        try:
+            client.set_tag(run_id, "sagelab.hpo.status", str(row["status"]))
+            # runs the scheduler (or the budget) killed never closed their MLflow record
+            if row["status"] in ("stopped", "interrupted") and client.get_run(run_id).info.status == "RUNNING":
+                client.set_terminated(run_id, "KILLED")
+        except Exception as err:  # a missing child run must not lose the study's summary
+            print(f"sagelab hpo: could not update MLflow run {run_id}: {err}", file=sys.stderr)
+
+
+def _print_summary(spec: StudySpec, summary: dict[str, Any]) -> None:
+    counts = ", ".join(f"{summary[f'n_{s}']} {s}" for s in ("completed", "stopped", "pruned", "failed", "interrupted")
+                       if summary.get(f"n_{s}"))
+    print(f"\nstudy {spec.name}: {summary['n_trials']} trials ({counts})")
+    if "hypervolume" in summary:
+        print(f"  hypervolume {summary['hypervolume']:.4f} (objectives scaled to the study's range; "
+              f"front of {summary['pareto_size']})")
+    if "best" in summary:
+        best = ", ".join(f"{k}={v:.4g}" for k, v in summary["best"].items())
+        print(f"  best trial {summary['best_trial']}: {best}")
+        print(f"  reproduce: python run.py +experiment={Path(summary['best_experiment']).stem}")
+    print(f"  results: {spec.results_dir}")

@@ -1,0 +1,82 @@
+"""An interrupted study, re-run with the same command, continues without losing finished trials."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sagelab.config import PROJECT_ROOT
+from test_hpo_study import study_args
+
+
+def trial_records(tmp: Path) -> dict[int, dict]:
+    out = {}
+    for path in tmp.glob("hpo/*/trials/*/trial.json"):
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue
+        record["result"] = path.with_name("result.json").read_text() if path.with_name("result.json").exists() else None
+        out[int(record["trial_id"])] = record
+    return out
+
+
+@pytest.mark.parametrize("algorithm, signum", [("random", signal.SIGKILL), ("nsga2", signal.SIGTERM)])
+def test_killed_study_resumes_with_the_same_command(tmp_path, algorithm, signum):
+    command = [sys.executable, "run.py", *study_args(
+        tmp_path, f"hpo={algorithm}", "search_space=glue_default", "hpo.max_trials=4", "hpo.max_resource=2",
+        "hpo.n_workers=1", "+synthetic.epoch_s=0.4",
+    )]
+    with open(tmp_path / "first.log", "w") as log:
+        # its own process group, like a terminal job: SIGKILL to the group leaves nothing to clean up
+        first = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            records = trial_records(tmp_path)
+            done = [r for r in records.values() if r["status"] == "completed"]
+            if len(done) >= 2 and any(r["status"] == "running" for r in records.values()):
+                break
+            assert first.poll() is None, (tmp_path / "first.log").read_text()
+            time.sleep(0.2)
+        else:
+            pytest.fail("the study did not get going")
+        if signum == signal.SIGKILL:
+            os.killpg(first.pid, signal.SIGKILL)  # the harshest stop: nothing gets to write anything
+        else:
+            first.send_signal(signum)  # only the study process: it must stop its own trials
+        code = first.wait(timeout=60)
+    assert code == (-9 if signum == signal.SIGKILL else 130)
+    before = {i: r for i, r in trial_records(tmp_path).items() if r["status"] == "completed"}
+    running = [i for i, r in trial_records(tmp_path).items() if r["status"] == "running"]
+    assert len(before) >= 2 and len(running) == 1
+
+    second = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming study" in second.stdout
+    after = trial_records(tmp_path)
+    for i, record in before.items():  # finished trials are kept as they were
+        assert after[i]["status"] == "completed" and after[i]["result"] == record["result"]
+    assert after[running[0]]["status"] == "interrupted"
+    finished = [r for r in after.values() if r["status"] in ("completed", "stopped", "failed", "pruned")]
+    assert len(finished) == 4  # the budget counts finished trials across both sessions
+    assert min(i for i in after if i not in before and i != running[0]) > max(before)
+    if algorithm == "nsga2":  # Optuna re-runs exactly the configuration that was lost
+        retries = [r for r in after.values() if r.get("retry_of") == running[0]]
+        assert len(retries) == 1 and retries[0]["config"] == after[running[0]]["config"]
+
+    study_dir = next((tmp_path / "hpo").iterdir())
+    state = json.loads((study_dir / "state.json").read_text())
+    assert len(state["sessions"]) == 2
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    parents = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`sagelab.hpo.role` = 'parent'")
+    assert len(parents) == 1 and parents.iloc[0]["run_id"] == state["parent_run_id"]
+    assert parents.iloc[0]["status"] == "FINISHED" and parents.iloc[0]["metrics.n_completed"] >= 3

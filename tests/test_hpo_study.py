@@ -1,0 +1,175 @@
+"""Whole studies on the synthetic trial program: scheduling, pruning, failures, results, best config.
+
+Trials run ``python -m sagelab.hpo.synthetic`` (a known objective, milliseconds per epoch) through the same
+launch, reporting and bookkeeping as real ``run.py`` trials; ``test_hpo_trial.py`` covers real ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import DictConfig, open_dict
+
+import sagelab.config  # noqa: F401
+from sagelab.config import PROJECT_ROOT, ConfigError
+
+SYNTH = f"+hpo.command=[{sys.executable},-m,sagelab.hpo.synthetic]"
+
+
+def study_args(tmp: Path, *extra: str) -> list[str]:
+    return [
+        "task=glue_mrpc",
+        f"hpo.dir={tmp}/hpo",
+        f"hpo.experiment_dir={tmp}/conf/experiment",
+        f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db",
+        f"logger.artifact_location={tmp}/artifacts",
+        SYNTH,
+        *extra,
+    ]
+
+
+def compose(*overrides: str, searchpath: Path | None = None) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    extra = [f"hydra.searchpath=[file://{searchpath}]"] if searchpath else []
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=[*overrides, *extra], return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def run(*overrides: str) -> dict:
+    from sagelab.hpo.study import run_study
+
+    return run_study(compose(*overrides), list(overrides))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_moasha_study_front_plots_and_reproducible_best_config(tmp_path):
+    summary = run(*study_args(tmp_path, "hpo=moasha", "search_space=glue_instances", "hpo.max_trials=6",
+                              "hpo.n_workers=2", "hpo.max_resource=2", "data.train_limit=64"))
+    results = Path(summary["study_dir"]) / "results"
+    trials = read_csv(results / "trials.csv")
+    assert summary["n_trials"] == 6 == len(trials)
+    assert summary["n_completed"] + summary["n_stopped"] == 6
+    # the front is exactly the non-dominated trials
+    values = np.array([[float(r[k]) for k in ("error", "latency_ms", "cost_usd")] for r in trials])
+    on_front = [r["pareto"] == "True" for r in trials]
+    for i, point in enumerate(values):
+        dominated = any(np.all(other <= point) and np.any(other < point) for other in values)
+        assert on_front[i] == (not dominated)
+    assert len(read_csv(results / "pareto.csv")) == sum(on_front) == summary["pareto_size"]
+    assert 0 < summary["hypervolume"] <= 1
+    for name in ("pareto_error_vs_latency_ms.png", "pareto_error_vs_cost_usd.png"):
+        assert (results / name).read_bytes()[:4] == b"\x89PNG"
+
+    # the best configuration composes back into exactly what its trial ran
+    best_yaml = Path(summary["best_experiment"])
+    assert best_yaml.parent == tmp_path / "conf" / "experiment"
+    cfg = compose(f"+experiment={best_yaml.stem}", searchpath=tmp_path / "conf")
+    best = summary["best_config"]
+    assert cfg.task.name == "glue_mrpc" and cfg.data.train_limit == 64 and cfg.trainer.max_epochs == 2
+    assert cfg.optim.lr == best["lr"] and cfg.optim.batch_size == best["batch_size"]
+    assert cfg.optim.warmup_ratio == best["warmup_ratio"]
+    assert cfg.model.name == best["model"] and cfg.instance.name == best["instance"]
+    assert cfg.hpo.name == "none"
+    row = next(r for r in trials if int(r["trial_id"]) == summary["best_trial"])
+    assert row["status"] == "completed" and float(row["error"]) == pytest.approx(summary["best"]["error"])
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`sagelab.hpo.role` = 'parent'")
+    assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"
+    assert runs.iloc[0]["metrics.hypervolume"] == pytest.approx(summary["hypervolume"])
+
+
+@pytest.mark.parametrize("algorithm", ["random", "nsga2"])
+def test_a_crashing_trial_is_recorded_and_the_study_goes_on(tmp_path, algorithm):
+    # optim.weight_decay=-1 is rejected by the trial's config check (exit status 2), like a real run's
+    bad = "+search_space.params.wd={type:choice,values:[0.01,-1.0],key:optim.weight_decay}"
+    summary = run(*study_args(tmp_path, f"hpo={algorithm}", "search_space=glue_default", bad,
+                              "hpo.max_trials=6", "hpo.max_resource=1", "hpo.n_workers=2"))
+    assert summary["n_trials"] == 6
+    assert summary["n_failed"] >= 1 and summary["n_completed"] >= 1
+    assert summary["n_failed"] + summary["n_completed"] == 6
+    for tdir in (Path(summary["study_dir"]) / "trials").iterdir():
+        record = json.loads((tdir / "trial.json").read_text())
+        assert (record["config"]["wd"] < 0) == (record["status"] == "failed")
+        if record["status"] == "failed":
+            assert "optim.weight_decay" in record["error"]
+    assert summary["best_config"]["wd"] == 0.01
+
+
+def test_bad_study_config_is_reported_before_any_trial(tmp_path):
+    cases = [
+        (["search_space.params.lr.low=-1.0"], "search_space.params.lr.low"),
+        (["+search_space.params.x={type:uniform,low:0,high:1,key:optim.nope}"], "search_space.params.x.key"),
+        (["hpo.metrics=[error,latency_ms]"], "hpo.modes"),  # two metrics, one mode
+        (["hpo.metrics=[error,latency_ms]", "hpo.modes=[min,min]"], "hpo.metrics"),  # asha: one objective
+        (["hpo.grace_period=5"], "hpo.grace_period"),
+        (["hpo.max_trials=null", "hpo.max_wallclock_s=null"], "hpo.max_trials"),
+    ]
+    from sagelab.hpo.study import run_study
+
+    for overrides, key in cases:
+        cfg = compose(*study_args(tmp_path, "hpo=asha", "search_space=glue_default", *overrides))
+        with pytest.raises(ConfigError) as err:
+            run_study(cfg, [])
+        assert err.value.key == key
+    with pytest.raises(ConfigError) as err:
+        run_study(compose(*study_args(tmp_path, "hpo=asha")), [])
+    assert err.value.key == "search_space"
+    assert not (tmp_path / "hpo").exists()  # nothing started
+
+    # and through the command line: one paragraph, exit status 2
+    proc = subprocess.run(
+        [sys.executable, "run.py", *study_args(tmp_path, "hpo=moasha", "search_space=glue_models",
+                                               "search_space.params.model.values=[minilm,gpt9]")],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "search_space.params.model.values" in proc.stderr and "gpt9" in proc.stderr
+    assert not (tmp_path / "hpo").exists()
+
+
+def test_trials_inherit_the_command_line_but_not_what_the_study_sets():
+    from sagelab.hpo.space import SearchSpace
+    from sagelab.hpo.spec import split_overrides
+
+    space = SearchSpace.from_config({"name": "s", "params": {
+        "model": {"type": "choice", "values": ["minilm", "bert_tiny"], "key": "model"},
+        "lr": {"type": "loguniform", "low": 1e-6, "high": 1e-4, "key": "optim.lr"}}})
+    kept, dropped = split_overrides(
+        ["task=glue_cola", "model=minilm", "++model.config_overrides.x=1", "optim.lr=1e-3", "hpo=asha",
+         "hpo.max_trials=3", "search_space=glue_models", "trainer.max_epochs=5", "data.train_limit=64"], space)
+    assert kept == ["task=glue_cola", "++model.config_overrides.x=1", "data.train_limit=64"]
+    assert dropped == ["model=minilm", "optim.lr=1e-3", "trainer.max_epochs=5"]
+
+
+def test_a_named_study_cannot_be_resumed_with_a_different_setup(tmp_path):
+    from sagelab.hpo.spec import build_spec
+
+    args = study_args(tmp_path, "hpo=asha", "search_space=glue_default", "hpo.study_name=mine")
+    first = build_spec(compose(*args), ["task=glue_mrpc", "data.train_limit=64"])
+    first.save()
+    same = build_spec(compose(*args, "hpo.max_trials=99"), ["task=glue_mrpc", "data.train_limit=64"])
+    same.check_resumable()  # a bigger budget continues the same study
+    other = build_spec(compose(*args), ["task=glue_mrpc", "data.train_limit=128"])
+    with pytest.raises(ConfigError) as err:
+        other.check_resumable()
+    assert err.value.key == "hpo.study_name" and "different setup" in err.value.message
