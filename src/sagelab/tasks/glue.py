@@ -165,11 +165,6 @@ class SequenceClassifier(HFModule):
         self.val_metrics = build_metrics(list(self.cfg.task.metrics), num_labels)
         return model
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.model(**batch).loss
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["input_ids"]))
-        return loss
-
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         out = self.model(**batch)
         logits = out.logits.float()

@@ -28,6 +28,12 @@ class HFModule(L.LightningModule):
     def build_model(self) -> torch.nn.Module:
         raise NotImplementedError
 
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """HF models return their task loss when the batch carries labels (or start/end positions)."""
+        loss = self.model(**batch).loss
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["input_ids"]))
+        return loss
+
     def configure_model(self) -> None:
         mesh = getattr(self, "_device_mesh", None)
         if mesh is None or getattr(self, "_sharded", False):  # validate() after fit() calls this again

@@ -263,13 +263,7 @@ class QuestionAnswerer(HFModule):
         self._val_rows: list[tuple[int, Any, Any]] = []
         self.last_predictions: dict[str, str] = {}
         self.last_nbest: dict[str, list] = {}
-        model = load_model(self.cfg.model, AutoModelForQuestionAnswering)
-        return model
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.model(**batch).loss
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["input_ids"]))
-        return loss
+        return load_model(self.cfg.model, AutoModelForQuestionAnswering)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         index = batch.pop("feature_index").tolist()
