@@ -12,6 +12,9 @@ seen by any method, +10 %), so the numbers are comparable:
   that many epochs exists) -- the usual anytime view of multi-fidelity methods;
 * ``final``: only each trial's last report counts -- no credit for partial trials.
 
+Latency and cost span orders of magnitude (0.2 ms bert_tiny vs 10 ms MiniLM), so by default they
+enter the hypervolume as log10 values (``--log`` with no names: all linear).
+
 It prints both sides and the ratios in one table (MO-ASHA's HV / the other method's HV at the
 same wall time), and writes ``hpo_anytime.csv`` and ``hpo_anytime.png`` to ``--out``
 (default ``mlruns/hpo/bench_anytime/``, beside the studies themselves).
@@ -64,15 +67,18 @@ def run_method(method: str, seed: int, args: argparse.Namespace, out: Path) -> P
     return out / "studies" / name
 
 
-def study_points(study_dir: Path) -> tuple[list[tuple[float, np.ndarray, bool]], float]:
-    """[(seconds since the study started, objectives, is the trial's last report)], and the study's start."""
+def study_points(study_dir: Path, log: tuple[str, ...] = ()) -> tuple[list[tuple[float, np.ndarray, bool]], float]:
+    """[(seconds since the study started, objectives, is the trial's last report)], and the study's start.
+
+    Objectives named in ``log`` are compared as log10 values (latency and cost span orders of magnitude).
+    """
     state = json.loads((study_dir / "state.json").read_text())
     start = float(state["sessions"][0]["started"])
     points = []
     for result_path in (study_dir / "trials").glob("*/result.json"):
         history = json.loads(result_path.read_text()).get("history") or []
         for i, entry in enumerate(history):
-            values = np.array([entry[k] for k in OBJECTIVES], dtype=float)
+            values = np.array([np.log10(entry[k]) if k in log else entry[k] for k in OBJECTIVES], dtype=float)
             points.append((float(entry["time"]) - start, values, i == len(history) - 1))
     return sorted(points, key=lambda p: p[0]), start
 
@@ -97,6 +103,8 @@ def main() -> None:
     parser.add_argument("--synthetic", action="store_true", help="trials run the synthetic objective")
     parser.add_argument("--out", type=Path, default=ROOT / "mlruns" / "hpo" / "bench_anytime")
     parser.add_argument("--only-report", action="store_true", help="recompute from finished studies in --out")
+    parser.add_argument("--log", nargs="*", default=["latency_ms", "cost_usd"],
+                        help="objectives compared on a log10 scale (default: latency_ms cost_usd; none: --log)")
     parser.add_argument("overrides", nargs="*", help="extra run.py overrides, e.g. data.train_limit=256")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -110,7 +118,7 @@ def main() -> None:
             else:
                 studies[method, seed] = run_method(method, seed, args, out)
 
-    points = {key: study_points(d)[0] for key, d in studies.items()}
+    points = {key: study_points(d, tuple(args.log))[0] for key, d in studies.items()}
     everything = np.array([v for pts in points.values() for _, v, _ in pts])
     lower, upper = pareto.default_bounds(everything)
     grid = np.linspace(0, args.budget_s, 41)
@@ -131,7 +139,8 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
 
-    print(f"\nshared bounds: lower {np.round(lower, 6).tolist()}  upper {np.round(upper, 6).tolist()}")
+    print(f"\nshared bounds of {', '.join(f'log10 {k}' if k in args.log else k for k in OBJECTIVES)}: "
+          f"lower {np.round(lower, 6).tolist()}  upper {np.round(upper, 6).tolist()}")
     print(f"budget {args.budget_s:.0f} s per method, {args.workers} worker(s), seeds {args.seeds}\n")
     header = f"{'view':<11} {'method':<7} {'trials':>7} {'HV@25%':>14} {'HV@50%':>14} {'HV@100%':>14}"
     print(header)
@@ -169,7 +178,8 @@ def main() -> None:
         ax.set_title(f"{args.task}, {args.space}: {view}", fontsize=9)
         ax.set_xlabel("wall time (s)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("hypervolume (error, latency, cost; shared bounds)")
+    names = ", ".join(f"log {k}" if k in args.log else k for k in OBJECTIVES)
+    axes[0].set_ylabel(f"hypervolume ({names}; shared bounds)", fontsize=8)
     axes[0].legend()
     fig.tight_layout()
     fig.savefig(out / "hpo_anytime.png", dpi=110)

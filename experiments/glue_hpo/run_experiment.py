@@ -48,7 +48,7 @@ def sh(cmd: list[str], log: Path) -> None:
 def default_metric(task: str, seed: int, common: list[str], args: argparse.Namespace) -> float:
     import mlflow
 
-    name = f"glue_hpo-default-{task}-s{seed}"
+    name = f"glue_hpo{args.tag}-default-{task}-s{seed}"
     mlflow.set_tracking_uri(f"sqlite:///{ROOT}/mlruns/mlflow.db")
 
     def lookup() -> float | None:
@@ -69,7 +69,7 @@ def default_metric(task: str, seed: int, common: list[str], args: argparse.Names
 
 
 def best_of_study(task: str, seed: int, common: list[str], args: argparse.Namespace) -> dict:
-    name = f"glue_hpo-asha-{task}-s{seed}"
+    name = f"glue_hpo{args.tag}-asha-{task}-s{seed}"
     summary_path = ROOT / "mlruns" / "hpo" / name / "results" / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     if summary.get("n_trials", 0) < args.max_trials:
@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--max-trials", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--fresh", action="store_true", help="re-run the default configurations")
+    parser.add_argument("--tag", default="", help="names this scale's runs and result files, e.g. -512")
     parser.add_argument("overrides", nargs="*", default=[
         "model=minilm", "data.train_limit=256", "data.eval_limit=300", "data.max_length=64",
         "logger.experiment_name=glue_hpo", "trainer.enable_progress_bar=false", "checkpoint.save_model=false",
@@ -109,7 +110,7 @@ def main() -> None:
                 "best_trial": summary["best_trial"], "best_full_fidelity": summary["best_full_fidelity"],
                 **{f"best.{k}": v for k, v in summary["best_config"].items()},
             })
-    with open(HERE / "results.csv", "w", newline="") as f:
+    with open(HERE / f"results{args.tag}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -123,7 +124,7 @@ def main() -> None:
         rel_text = f"{np.nanmean(rel) * 100:+.1f} % ± {np.nanstd(rel) * 100:.1f}" if np.isfinite(rel).any() else "n/a"
         lines.append(f"| {task} | {sel[0]['metric']} | {d.mean():.4f} ± {d.std():.4f} | {b.mean():.4f} ± {b.std():.4f} "
                      f"| {a.mean():+.4f} ± {a.std():.4f} | {rel_text} | {len(sel)} |")
-    (HERE / "results.md").write_text("\n".join(lines) + "\n")
+    (HERE / f"results{args.tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
