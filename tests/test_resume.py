@@ -81,3 +81,21 @@ def test_finished_command_starts_fresh(tmp_path):
     for _ in range(2):
         subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=600)
     assert len(mlflow_runs(tmp_path, "glue_cola")) == 2
+
+
+def test_default_checkpoint_folder_follows_the_resolved_config(make_cfg):
+    """Same training setup -> same folder, however it is spelled; anything that changes training -> a new one."""
+    from sagelab.config import default_checkpoint_dir
+
+    def folder(*overrides: str) -> Path:
+        return default_checkpoint_dir(make_cfg("task=glue_cola", "checkpoint.dir=null", *overrides))
+
+    default = folder()
+    assert default.parent == ROOT / "outputs" / "checkpoints" / "glue_cola"
+    assert folder("optim.lr=1e-3") == default  # the value tiny_overrides already sets, spelled again
+    assert folder("mode=evaluate", "strategy=ddp", "trainer.enable_progress_bar=true") == default
+    assert folder("optim.lr=2e-3") != default
+    assert folder("seed=7") != default
+    assert folder("task=glue_mrpc").parent.name == "glue_mrpc"
+    graph = ["task=link_prediction", "model=graphsage"]
+    assert folder(*graph, "mode=recommend", "task.node=Henry", "task.k=3") == folder(*graph)  # task.run_only_keys

@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sagelab.config import CORE_MODES, ConfigError, check_common, check_file
+from sagelab.config import CORE_MODES, ConfigError, check_common, check_file, default_checkpoint_dir
 
 
 def check_group_choices(argv: list[str], conf_dir: Path) -> None:
@@ -27,7 +27,7 @@ def check_group_choices(argv: list[str], conf_dir: Path) -> None:
         folder = conf_dir / group
         if "." in group or not folder.is_dir():
             continue
-        known = sorted(p.stem for p in folder.glob("*.yaml"))
+        known = sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
         for option in options.split(","):  # a --multirun sweep lists several
             if option and option not in known:
                 print(f"sagelab: bad config: {group}: there is no option '{option}'; "
@@ -64,6 +64,9 @@ def dispatch(cfg: DictConfig) -> dict:
         raise ConfigError("mode", f"is '{mode}'; task {task.name} supports {', '.join(task.modes())}"
                           f"{' (and compare)' if mode not in CORE_MODES else ''}.")
     task.check()
+    if cfg.checkpoint.get("dir") is None:
+        with open_dict(cfg):
+            cfg.checkpoint.dir = str(default_checkpoint_dir(cfg))
 
     from sagelab.runner import Runner
 

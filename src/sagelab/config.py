@@ -8,6 +8,7 @@ with status 2, never with a traceback.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -30,14 +31,36 @@ def _register_resolvers() -> None:
     if not OmegaConf.has_resolver("root"):
         # ${root:} -- the project folder, so data/ and mlruns/ resolve from any cwd
         OmegaConf.register_new_resolver("root", lambda: str(PROJECT_ROOT))
-    if not OmegaConf.has_resolver("short_hash"):
-        # ${short_hash:text} -- a stable 8-hex key, e.g. for the checkpoint dir of a command line
-        OmegaConf.register_new_resolver(
-            "short_hash", lambda text="": hashlib.sha1(str(text).encode()).hexdigest()[:8]
-        )
 
 
 _register_resolvers()
+
+
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    """The run's config as plain data, interpolations resolved, Hydra's own section left out."""
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    raw.pop("hydra", None)
+    return OmegaConf.to_container(OmegaConf.create(raw), resolve=True)
+
+
+def default_checkpoint_dir(cfg: DictConfig) -> Path:
+    """``outputs/checkpoints/<task>/<hash>``: the hash covers the resolved config minus ``checkpoint.run_only_keys``
+    and ``task.run_only_keys``.
+
+    Hashing what will be trained, rather than the command line, means the same setup finds its checkpoint however
+    it is spelled (``optim.lr=5e-5`` or the default 5e-5; ``mode=train`` or ``mode=evaluate``), and a code
+    change that alters a default starts a fresh folder instead of resuming an incompatible checkpoint.
+    """
+    plain = resolved(cfg)
+    for key in [*(cfg.checkpoint.get("run_only_keys") or []), *(cfg.task.get("run_only_keys") or [])]:
+        *parents, leaf = str(key).split(".")
+        node = plain
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    text = json.dumps(plain, sort_keys=True, default=str)
+    return PROJECT_ROOT / "outputs" / "checkpoints" / str(cfg.task.name) / hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 def require(cfg: DictConfig, key: str) -> Any:
