@@ -37,3 +37,14 @@ def test_fsdp_trains_sharded(run_cli, tmp_path, make_cfg):
     full_bytes = sum(p.numel() * 4 * 3 for p in SequenceClassifier(make_cfg(*TINY)).parameters())  # fp32 + Adam m, v
     held = runs.iloc[0]["metrics.memory/param_optim_mb"] * 2**20
     assert held == pytest.approx(full_bytes / 2, rel=0.02)  # each of 2 processes holds half
+
+
+def test_joblib_launcher_runs_the_points_in_parallel(run_cli, tmp_path):
+    """Hydra's joblib launcher: both points at once, each in its own process, folder and MLflow run."""
+    result = run_cli("-m", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optim.lr=1e-3,2e-3",
+                     f"hydra.sweep.dir={tmp_path}/sweep", "checkpoint.dir=${hydra:runtime.output_dir}/ckpt")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = mlflow_runs(tmp_path, "glue_cola")
+    assert sorted(runs["params.optim.lr"]) == ["0.001", "0.002"]
+    assert (runs["status"] == "FINISHED").all()
+    assert len(list((tmp_path / "sweep").glob("*/ckpt/final.ckpt"))) == 2  # one folder per point

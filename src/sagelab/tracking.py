@@ -11,6 +11,7 @@ Only global rank 0 talks to MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,14 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sagelab.config import PROJECT_ROOT
-
-
-def resolved(cfg: DictConfig) -> dict[str, Any]:
-    """The run's config as plain data, interpolations resolved, Hydra's own section left out."""
-    raw = OmegaConf.to_container(cfg, resolve=False)
-    raw.pop("hydra", None)
-    return OmegaConf.to_container(OmegaConf.create(raw), resolve=True)
+from sagelab.config import PROJECT_ROOT, resolved
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:
@@ -61,17 +55,24 @@ def git_commit() -> str | None:
 def connect(cfg: DictConfig) -> str:
     """Point MLflow at ``logger.tracking_uri``; create the experiment (artifacts under mlruns/) if new."""
     import mlflow
+    from filelock import FileLock
 
     uri = str(cfg.logger.tracking_uri)
+    lock: Any = contextlib.nullcontext()
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    name = str(cfg.logger.experiment_name)
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = Path(str(cfg.logger.artifact_location)) / name
-    return mlflow.create_experiment(name, artifact_location=location.resolve().as_uri())
+        db = Path(uri[len("sqlite:///") :])
+        db.parent.mkdir(parents=True, exist_ok=True)
+        # Jobs started together (the joblib launcher, HPO workers) would otherwise race to create the schema
+        # of a new store (alembic: "expected to match one row") or the same experiment (UNIQUE constraint).
+        lock = FileLock(f"{db}.lock")
+    with lock:
+        mlflow.set_tracking_uri(uri)
+        name = str(cfg.logger.experiment_name)
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = Path(str(cfg.logger.artifact_location)) / name
+        return mlflow.create_experiment(name, artifact_location=location.resolve().as_uri())
 
 
 class RunRecord:
@@ -102,6 +103,8 @@ class RunRecord:
             }
             if cfg.logger.get("run_name"):
                 base_tags["mlflow.runName"] = str(cfg.logger.run_name)
+            if cfg.logger.get("parent_run_id"):  # set at creation, so even a trial that crashes early is nested
+                base_tags["mlflow.parentRunId"] = str(cfg.logger.parent_run_id)
             commit = git_commit()
             if commit:
                 base_tags["mlflow.source.git.commit"] = commit
