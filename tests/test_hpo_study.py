@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-import sagelab.config  # noqa: F401
 from sagelab.config import PROJECT_ROOT, ConfigError
+
+from conftest import compose_config
 
 SYNTH = f"+hpo.command=[{sys.executable},-m,sagelab.hpo.synthetic]"
 
@@ -35,17 +36,7 @@ def study_args(tmp: Path, *extra: str) -> list[str]:
 
 
 def compose(*overrides: str, searchpath: Path | None = None) -> DictConfig:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-
-    extra = [f"hydra.searchpath=[file://{searchpath}]"] if searchpath else []
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = hydra_compose("config", overrides=[*overrides, *extra], return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_config(*overrides, tiny=False, searchpath=searchpath)
 
 
 def run(*overrides: str) -> dict:
@@ -80,6 +71,7 @@ def test_moasha_study_front_plots_and_reproducible_best_config(tmp_path):
     # the best configuration composes back into exactly what its trial ran
     best_yaml = Path(summary["best_experiment"])
     assert best_yaml.parent == tmp_path / "conf" / "experiment"
+    assert f"+experiment={best_yaml.stem} 'hydra.searchpath=[file://{tmp_path / 'conf'}]'" in best_yaml.read_text()
     cfg = compose(f"+experiment={best_yaml.stem}", searchpath=tmp_path / "conf")
     best = summary["best_config"]
     assert cfg.task.name == "glue_mrpc" and cfg.data.train_limit == 64 and cfg.trainer.max_epochs == 2
@@ -96,6 +88,13 @@ def test_moasha_study_front_plots_and_reproducible_best_config(tmp_path):
     runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`sagelab.hpo.role` = 'parent'")
     assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"
     assert runs.iloc[0]["metrics.hypervolume"] == pytest.approx(summary["hypervolume"])
+
+
+def test_best_configs_in_the_experiment_group_need_no_search_path():
+    from sagelab.hpo.best import reproduce_command
+
+    path = PROJECT_ROOT / "conf" / "experiment" / "hpo" / "hpo_asha_glue_cola.yaml"
+    assert reproduce_command(path) == "python run.py +experiment=hpo/hpo_asha_glue_cola"
 
 
 @pytest.mark.parametrize("algorithm", ["random", "nsga2"])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sagelab.config import PROJECT_ROOT
+from conftest import dispatch_cfg as train
 from test_hpo_study import compose, read_csv
 
 TINY = ["task=glue_mrpc", "model=bert_tiny", "data.train_limit=48", "data.eval_limit=24", "optim.batch_size=16",
@@ -19,15 +20,6 @@ TINY = ["task=glue_mrpc", "model=bert_tiny", "data.train_limit=48", "data.eval_l
 
 def logging_args(tmp: Path) -> list[str]:
     return [f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db", f"logger.artifact_location={tmp}/artifacts"]
-
-
-def train(cfg) -> dict:
-    import torch
-
-    from sagelab.cli import dispatch
-
-    torch.set_num_threads(1)
-    return dispatch(cfg)
 
 
 def trial_spec(tmp: Path):
@@ -52,7 +44,8 @@ def hpo_callback(spec) -> list[str]:
 def test_callback_reports_every_epoch_to_the_scheduler_and_mlflow(tmp_path, capfd):
     spec = trial_spec(tmp_path)
     metrics = train(compose(*COMMON, *logging_args(tmp_path), f"+output_dir={tmp_path}/b",
-                            f"checkpoint.dir={tmp_path}/b", *hpo_callback(spec)))
+                            f"checkpoint.dir={tmp_path}/b", f"logger.parent_run_id={spec.parent_run_id}",
+                            *hpo_callback(spec)))
     out = capfd.readouterr().out
     result = json.loads((spec.trial_dir(0) / "result.json").read_text())
     assert result["rounds"] == 2 and result["deferred"] is True  # the full-fidelity round waits for the exit

@@ -1,10 +1,10 @@
-"""The best configuration of a study, as a ready ``conf/experiment/<name>.yaml``.
+"""The best configuration of a study, as a ready ``conf/experiment/hpo/<name>.yaml``.
 
 The file composes exactly what the chosen trial ran -- the study's command-line
 overrides, the sampled values and ``trainer.max_epochs`` -- as a global-package
 experiment config, so::
 
-    python run.py +experiment=<name>
+    python run.py +experiment=hpo/<name>
 
 trains that configuration again as an ordinary run. Config groups (``model``,
 ``instance``, ``task``) become ``override /group: option`` entries of its
@@ -25,6 +25,21 @@ from sagelab.hpo.spec import StudySpec
 
 def experiment_name(spec: StudySpec) -> str:
     return "hpo_" + re.sub(r"[^A-Za-z0-9_]", "_", spec.name)
+
+
+def reproduce_command(path: Path) -> str:
+    """The command that trains the experiment file at ``path`` again.
+
+    Under ``conf/experiment/`` it is a plain ``+experiment=<sub/name>``; a file in another folder named
+    ``experiment`` needs that folder's parent on Hydra's search path.
+    """
+    path = Path(path).resolve()
+    group = PROJECT_ROOT / "conf" / "experiment"
+    if path.is_relative_to(group):
+        return f"python run.py +experiment={path.relative_to(group).with_suffix('').as_posix()}"
+    if path.parent.name == "experiment":
+        return f"python run.py +experiment={path.stem} 'hydra.searchpath=[file://{path.parent.parent}]'"
+    return f"copy {path} into conf/experiment/, then: python run.py +experiment={path.stem}"
 
 
 def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -88,16 +103,16 @@ def write_experiment(
         body["defaults"] = [*defaults, "_self_"]
     body.update(keys)
     summary = ", ".join(f"{k}={v:.6g}" for k, v in objectives.items())
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.yaml"
     header = [
         "# @package _global_",
         f"# Best configuration of HPO study {spec.name} ({spec.algorithm}, trial {record['trial_id']}):",
         f"#   {summary}",
-        f"# Written by sagelab.hpo; reproduce with:  python run.py +experiment={name}",
+        f"# Written by sagelab.hpo; reproduce with:  {reproduce_command(path)}",
     ]
     if skipped:
         header.append(f"# Not expressible here, left out: {' '.join(skipped)}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.yaml"
     path.write_text("\n".join(header) + "\n" + OmegaConf.to_yaml(OmegaConf.create(body)))
     return path

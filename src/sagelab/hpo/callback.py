@@ -10,7 +10,8 @@ and the runner instantiates it like any other entry of ``callbacks``. After
 every validation round during ``fit`` it reports the objectives (see
 :mod:`sagelab.hpo.report`); ASHA/MO-ASHA may then stop the process, Optuna may
 prune it (the callback sets ``trainer.should_stop`` and the run ends normally).
-It also tags the trial's MLflow run as a child of the study's parent run.
+It also tags the trial's MLflow run with its study and trial id (the study nests it under its parent run
+through ``logger.parent_run_id``).
 """
 
 from __future__ import annotations
@@ -42,8 +43,6 @@ class HPOCallback(L.Callback):
             if run_id is None or not hasattr(client, "set_tag"):
                 continue
             tags = {"sagelab.hpo.study": spec.name, "sagelab.hpo.trial": self.reporter.trial}
-            if spec.parent_run_id:
-                tags["mlflow.parentRunId"] = spec.parent_run_id
             for key, value in tags.items():
                 client.set_tag(run_id, key, value)
             self.reporter.set_run_id(run_id)

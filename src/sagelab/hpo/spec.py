@@ -131,7 +131,7 @@ class StudySpec:
             "+callbacks.hpo.price_per_hour=${instance.price_per_hour}",
         ]
         if self.parent_run_id:
-            argv.append(f"++logger.parent_run_id={self.parent_run_id}")
+            argv.append(f"logger.parent_run_id={self.parent_run_id}")
         return [*argv, *extra]
 
     # -- persistence ----------------------------------------------------------------
@@ -294,7 +294,7 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         tracking_uri=str(cfg.logger.tracking_uri),
         experiment_name=str(cfg.logger.experiment_name),
         artifact_location=str(cfg.logger.get("artifact_location") or PROJECT_ROOT / "mlruns" / "artifacts"),
-        experiment_dir=str(hpo.get("experiment_dir") or PROJECT_ROOT / "conf" / "experiment"),
+        experiment_dir=str(hpo.get("experiment_dir") or PROJECT_ROOT / "conf" / "experiment" / "hpo"),
         latency={"batch_size": 8, "warmup": 2, "repeats": 10, **latency},
         keep_checkpoints=bool(hpo.get("keep_checkpoints", False)),
         identity=digest,

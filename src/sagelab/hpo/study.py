@@ -8,7 +8,7 @@
 3. run the trials with Syne Tune (:mod:`sagelab.hpo.syne`) or Optuna
    (:mod:`sagelab.hpo.optuna_study`) until the budget is spent;
 4. :func:`finalize`: trials.csv, the Pareto front (pareto.csv + PNG plots),
-   the hypervolume, the best configuration as ``conf/experiment/hpo_<study>.yaml``,
+   the hypervolume, the best configuration as ``conf/experiment/hpo/hpo_<study>.yaml``,
    all logged to the parent run; trial runs the scheduler killed are closed as KILLED.
 
 Re-running the same command resumes the study; a SIGTERM or Ctrl-C ends it
@@ -226,5 +226,7 @@ def _print_summary(spec: StudySpec, summary: dict[str, Any]) -> None:
     if "best" in summary:
         best = ", ".join(f"{k}={v:.4g}" for k, v in summary["best"].items())
         print(f"  best trial {summary['best_trial']}: {best}")
-        print(f"  reproduce: python run.py +experiment={Path(summary['best_experiment']).stem}")
+        from sagelab.hpo.best import reproduce_command
+
+        print(f"  reproduce: {reproduce_command(Path(summary['best_experiment']))}")
     print(f"  results: {spec.results_dir}")
