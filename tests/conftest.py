@@ -1,4 +1,12 @@
-"""Compose the real config (conf/) and shrink it: tiny random BERT, a few dozen examples, a private MLflow store."""
+"""Compose the real config (conf/) and shrink it: tiny random BERT, a few dozen examples, a private MLflow store.
+
+Every test builds its config here, the way ``python run.py <overrides>`` would:
+
+* :func:`compose_config` in process (``tiny=False`` keeps the real sizes, for tasks that shrink themselves);
+* the ``make_cfg`` fixture: the same, private to the test's ``tmp_path``;
+* the ``run_cli`` fixture: ``run.py`` itself in a subprocess;
+* :func:`dispatch_cfg`: run a composed config through the CLI's dispatch on one thread.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +14,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+
+import sagelab.config  # noqa: F401  (registers the ${root:} resolver before composing)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -19,19 +29,23 @@ CONF = ROOT / "conf"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+TINY = [
+    "model=bert_tiny",
+    "instance=local_cpu1",
+    "data.train_limit=64",
+    "data.eval_limit=32",
+    "optim.batch_size=8",
+    "optim.eval_batch_size=16",
+    "optim.lr=1e-3",
+    "trainer.precision=32-true",
+    "trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=2",
+]
 
-def tiny_overrides(tmp: Path) -> list[str]:
+
+def private_store(tmp: Path) -> list[str]:
+    """MLflow store, artifacts, checkpoints and Hydra's run folder under ``tmp``."""
     return [
-        "model=bert_tiny",
-        "instance=local_cpu1",
-        "data.train_limit=64",
-        "data.eval_limit=32",
-        "optim.batch_size=8",
-        "optim.eval_batch_size=16",
-        "optim.lr=1e-3",
-        "trainer.precision=32-true",
-        "trainer.enable_progress_bar=false",
-        "trainer.log_every_n_steps=2",
         f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db",
         f"logger.artifact_location={tmp}/artifacts",
         f"checkpoint.dir={tmp}/ckpt",
@@ -39,17 +53,41 @@ def tiny_overrides(tmp: Path) -> list[str]:
     ]
 
 
+def tiny_overrides(tmp: Path) -> list[str]:
+    return [*TINY, *private_store(tmp)]
+
+
+def compose_config(*overrides: str, tmp: Path | None = None, tiny: bool = True,
+                   searchpath: Path | None = None) -> DictConfig:
+    """The config ``python run.py <overrides>`` would get (Hydra's own node set aside, as in a real job)."""
+    base = [*(TINY if tiny else []), *(private_store(tmp) if tmp else [])]
+    extra = [f"hydra.searchpath=[file://{searchpath}]"] if searchpath else []
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[*base, *overrides, *extra], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+        if tmp:
+            cfg.output_dir = str(tmp / "out")
+    return cfg
+
+
+def dispatch_cfg(cfg: DictConfig) -> Any:
+    """Run ``cfg`` as the CLI would, on one thread (tests share two cores)."""
+    import torch
+
+    from sagelab.cli import dispatch
+
+    torch.set_num_threads(1)
+    return dispatch(cfg)
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
-    """``make_cfg("task=glue_cola", ...)`` -> the composed, shrunk config, as `python run.py ...` would see it."""
+    """``make_cfg("task=glue_cola", ...)`` -> the composed, shrunk config, private to this test."""
 
     def make(*overrides: str) -> DictConfig:
-        with initialize_config_dir(str(CONF), version_base="1.3"):
-            cfg = compose("config", overrides=[*tiny_overrides(tmp_path), *overrides], return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            cfg.output_dir = str(tmp_path / "out")
-        return cfg
+        return compose_config(*overrides, tmp=tmp_path)
 
     return make
 

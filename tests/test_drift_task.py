@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-import sagelab.config  # noqa: F401  (registers the ${root:} resolver before composing)
 from sagelab.config import PROJECT_ROOT, ConfigError
 from sagelab.data.capture import capture_line
+
+from conftest import compose_config, dispatch_cfg as run
 
 SEED_SENTENCES = [
     "Thanks so much for driving me home",
@@ -25,45 +26,14 @@ SEED_SENTENCES = [
 
 
 def compose(tmp_path: Path, *overrides: str) -> DictConfig:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = hydra_compose(
-            "config",
-            overrides=[
-                "task=drift",
-                "model=bert_tiny",
-                f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
-                f"logger.artifact_location={tmp_path}/artifacts",
-                f"+output_dir={tmp_path}/out",
-                "task.n_permutations=99",
-                "task.batch_size=8",
-                "task.max_length=32",
-                *overrides,
-            ],
-            return_hydra_config=True,
-        )
-        HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_config("task=drift", "model=bert_tiny", "task.n_permutations=99", "task.batch_size=8",
+                          "task.max_length=32", *overrides, tmp=tmp_path, tiny=False)
 
 
 def review_texts(domain: str, n: int) -> list[str]:
     csv.field_size_limit(1 << 30)
     with open(PROJECT_ROOT / "data" / "drift" / "blitzer" / f"{domain}.tsv", newline="", encoding="utf-8") as f:
         return [row["sentence"] for row in csv.DictReader(f, delimiter="\t")][:n]
-
-
-def run(cfg: DictConfig) -> dict:
-    import torch
-
-    from sagelab.cli import dispatch
-
-    torch.set_num_threads(1)
-    return dispatch(cfg)
 
 
 # -- config checks (no torch, no data) --------------------------------------------------------------

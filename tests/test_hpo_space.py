@@ -7,17 +7,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-import sagelab.config  # noqa: F401  (registers ${root:})
 from sagelab.config import PROJECT_ROOT, ConfigError
 from sagelab.hpo.space import SearchSpace, format_value
 
-
-def compose(*overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
+from conftest import compose_config
 
 
 SEED_SPACE = {
@@ -96,7 +89,7 @@ def test_schema_errors_name_the_key(param, key, words):
 
 
 def test_validation_against_the_composed_config():
-    cfg = compose("task=glue_mrpc")
+    cfg = compose_config("task=glue_mrpc", tiny=False)
     SearchSpace.from_config(SEED_SPACE).validate_against(cfg)
     bad = [
         ({"type": "uniform", "low": 0, "high": 1, "key": "optim.learning_rate"}, "key", "not a key"),
@@ -114,7 +107,7 @@ def test_validation_against_the_composed_config():
 
 @pytest.mark.parametrize("name, extra", [("glue_default", 3), ("glue_models", 4), ("glue_instances", 5)])
 def test_shipped_glue_spaces_compose_and_validate(name, extra):
-    cfg = compose("task=glue_mrpc", f"search_space={name}")
+    cfg = compose_config("task=glue_mrpc", f"search_space={name}", tiny=False)
     space = SearchSpace.from_config(cfg.search_space)
     assert space.name == name and len(space.params) == extra
     assert space.params["lr"].low == 1e-6 and space.params["lr"].high == 1e-4
@@ -136,11 +129,11 @@ def test_shipped_task_spaces(name, task, model):
     assert space.params and all(p.key.split(".")[0] in ("optim", "model", "task") for p in space.params.values())
     if not (PROJECT_ROOT / "conf" / "task" / f"{task}.yaml").exists():
         pytest.skip(f"task {task} is not in this tree")
-    space.validate_against(compose(f"task={task}", f"model={model}", f"search_space={name}"))
+    space.validate_against(compose_config(f"task={task}", f"model={model}", f"search_space={name}", tiny=False))
 
 
 def test_defaults_are_the_composed_values():
-    cfg = compose("task=glue_mrpc", "model=bert_tiny")
+    cfg = compose_config("task=glue_mrpc", "model=bert_tiny", tiny=False)
     defaults = SearchSpace.from_config(SEED_SPACE).defaults(cfg)
     assert defaults == {"lr": cfg.optim.lr, "batch_size": cfg.optim.batch_size,
                         "warmup_ratio": cfg.optim.warmup_ratio, "model": "bert_tiny"}

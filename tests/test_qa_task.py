@@ -13,53 +13,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-import sagelab.config  # noqa: F401  (registers the ${root:} resolver before composing)
 from sagelab.config import PROJECT_ROOT, ConfigError
+
+from conftest import compose_config, dispatch_cfg as run
+
+
+SMALL_QA = ["task=qa", "model=bert_tiny", "task.max_seq_length=96", "task.doc_stride=32", "data.train_limit=16",
+            "data.eval_limit=12", "optim.batch_size=4", "optim.eval_batch_size=8", "trainer.max_steps=2",
+            "trainer.enable_progress_bar=false"]
 
 
 def compose(tmp_path: Path, *overrides: str) -> DictConfig:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = hydra_compose(
-            "config",
-            overrides=[
-                "task=qa",
-                "model=bert_tiny",
-                f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
-                f"logger.artifact_location={tmp_path}/artifacts",
-                f"+output_dir={tmp_path}/out",
-                f"checkpoint.dir={tmp_path}/ckpt",
-                f"task.cache_dir={tmp_path}/hf_cache",
-                "task.max_seq_length=96",
-                "task.doc_stride=32",
-                "data.train_limit=16",
-                "data.eval_limit=12",
-                "optim.batch_size=4",
-                "optim.eval_batch_size=8",
-                "trainer.max_steps=2",
-                "trainer.enable_progress_bar=false",
-                *overrides,
-            ],
-            return_hydra_config=True,
-        )
-        HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
-
-
-def run(cfg: DictConfig) -> dict:
-    import torch
-
-    from sagelab.cli import dispatch
-
-    torch.set_num_threads(1)
-    return dispatch(cfg)
+    return compose_config(*SMALL_QA, f"task.cache_dir={tmp_path}/hf_cache", *overrides, tmp=tmp_path, tiny=False)
 
 
 @pytest.mark.parametrize(

@@ -8,26 +8,14 @@ import pytest
 from sagelab.cli import dispatch
 from sagelab.config import ConfigError
 
-from conftest import mlflow_runs
+from conftest import compose_config, mlflow_runs
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny CoLA fine-tune shared by the tests below."""
-    from conftest import tiny_overrides
-
     tmp = tmp_path_factory.mktemp("glue")
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    from conftest import CONF
-
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[*tiny_overrides(tmp), "task=glue_cola"], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.output_dir = str(tmp / "out")
+    cfg = compose_config("task=glue_cola", tmp=tmp)
     metrics = dispatch(cfg)
     return tmp, cfg, metrics
 
