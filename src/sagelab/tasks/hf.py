@@ -54,6 +54,18 @@ class HFModule(L.LightningModule):
         encoder = getattr(base, "encoder", None)
         return list(getattr(encoder, "layer", [])) if encoder is not None else []
 
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """Clip directly unless a loss scaler is active: Lightning's mixed-precision plugin refuses to clip for any
+        fused optimizer, though under bf16 (no scaler) the gradients are already the real ones."""
+        if not gradient_clip_val or getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
     def configure_optimizers(self) -> dict[str, Any]:
         from transformers import get_linear_schedule_with_warmup
 
@@ -64,7 +76,10 @@ class HFModule(L.LightningModule):
             {"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": optim.weight_decay},
             {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0},
         ]
-        optimizer = torch.optim.AdamW(groups, lr=optim.lr)
+        # fused: one kernel over all parameters, ~10x faster than the per-tensor loop on CPU (7.6 vs 76 ms a step
+        # for MiniLM; HF Trainer's default). fp16's loss scaler needs the unfused one to clip unscaled gradients.
+        fused = str(self.cfg.trainer.precision) != "16-mixed"
+        optimizer = torch.optim.AdamW(groups, lr=optim.lr, fused=fused)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = get_linear_schedule_with_warmup(optimizer, int(optim.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
