@@ -111,3 +111,34 @@ def test_mode_compare_lines_up_runs(make_cfg, tmp_path, capsys):
     assert "optim.batch_size" not in header  # only the parameters that differ
     csv = Path(make_cfg().output_dir) / "compare_glue_cola.csv"
     assert csv.exists() and len(csv.read_text().splitlines()) == 3
+
+
+def test_holdout_validates_on_training_data_and_tests_on_dev(make_cfg, tmp_path):
+    """data.holdout: selection data comes out of the training set; the dev set is scored once, as test/*."""
+    from sagelab.tasks.glue import GlueDataModule
+
+    cfg = make_cfg("task=glue_mrpc", "data.holdout=0.25", "data.train_limit=48", "data.eval_limit=16")
+    datamodule = GlueDataModule(cfg)
+    datamodule.setup()
+    train, held, test = (datamodule.splits[s] for s in ("train", "eval", "test"))
+    assert (len(train), len(held), len(test)) == (36, 12, 16)
+    pairs = lambda d: {tuple(x) for x in d["input_ids"]}  # noqa: E731
+    assert not pairs(train) & pairs(held)  # the held-out slice is never trained on
+    other_seed = GlueDataModule(make_cfg("task=glue_mrpc", "data.holdout=0.25", "data.train_limit=48", "seed=7"))
+    other_seed.setup()
+    assert pairs(other_seed.splits["eval"]) == pairs(held)  # every run and trial holds out the same examples
+
+    metrics = dispatch(cfg)
+    assert {"val/f1", "test/f1", "test/accuracy"} <= set(metrics)
+    run = mlflow_runs(tmp_path, "glue_mrpc").iloc[0]
+    assert run["metrics.test/f1"] == pytest.approx(metrics["test/f1"])
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    (["task=qa", "data.holdout=0.1"], "no holdout split"),
+    (["task=glue_cola", "data.holdout=1.5"], "fraction below 1 or a whole number"),
+])
+def test_bad_holdout_names_the_key(make_cfg, overrides, words):
+    with pytest.raises(ConfigError, match=words) as err:
+        dispatch(make_cfg(*overrides))
+    assert err.value.key == "data.holdout"

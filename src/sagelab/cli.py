@@ -64,6 +64,9 @@ def dispatch(cfg: DictConfig) -> dict:
         raise ConfigError("mode", f"is '{mode}'; task {task.name} supports {', '.join(task.modes())}"
                           f"{' (and compare)' if mode not in CORE_MODES else ''}.")
     task.check()
+    if cfg.data.get("holdout") is not None and not task.supports_holdout:
+        raise ConfigError("data.holdout", f"task {task.name} has no holdout split (it is a GLUE option); "
+                          "leave it null.")
     if cfg.checkpoint.get("dir") is None:
         with open_dict(cfg):
             cfg.checkpoint.dir = str(default_checkpoint_dir(cfg))

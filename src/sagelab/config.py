@@ -114,5 +114,8 @@ def check_common(cfg: DictConfig) -> None:
     resume = str(OmegaConf.select(cfg, "checkpoint.resume", default="auto"))
     if resume not in ("auto", "never") and not Path(resume).exists():
         raise ConfigError("checkpoint.resume", f"is '{resume}': use auto, never, or an existing .ckpt path.")
-    for key in ("data.train_limit", "data.eval_limit"):
+    for key in ("data.train_limit", "data.eval_limit", "data.holdout"):
         check_positive(cfg, [key])
+    holdout = OmegaConf.select(cfg, "data.holdout", default=None)
+    if holdout is not None and holdout >= 1 and holdout != int(holdout):
+        raise ConfigError("data.holdout", f"is a fraction below 1 or a whole number of examples, got {holdout}.")

@@ -140,6 +140,10 @@ class Runner:
         trainer = trainer or self.trainer(callbacks=[])
         results = trainer.validate(module, datamodule=datamodule, verbose=False)
         metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+        if getattr(datamodule, "has_test_split", False):
+            # data nobody selected on (GLUE's dev set under data.holdout): scored once, here at the end
+            results = trainer.test(module, datamodule=datamodule, verbose=False)
+            metrics.update({k: float(v) for k, v in (results[0] if results else {}).items()})
         self.metrics.update(metrics)
         if self.is_global_zero:
             self.log_metrics(metrics, step=int(trainer.global_step))

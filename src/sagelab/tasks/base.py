@@ -31,6 +31,8 @@ class Task:
 
     #: modes this task supports through the runner's Lightning path
     lightning_modes: tuple[str, ...] = ("train", "evaluate", "predict")
+    #: whether ``data.holdout`` (validate on part of the training set, test on the evaluation set) applies
+    supports_holdout: bool = False
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg

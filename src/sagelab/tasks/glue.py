@@ -24,6 +24,8 @@ METRICS = ("accuracy", "f1", "mcc", "pearson", "spearman")
 
 
 class GlueTask(Task):
+    supports_holdout = True
+
     def check(self) -> None:
         task = self.cfg.task
         if task.format not in READERS:
@@ -109,10 +111,17 @@ from sagelab.tasks.hf import HFModule  # noqa: E402
 
 
 class GlueDataModule(L.LightningDataModule):
+    """Train / eval splits of a GLUE task; with ``data.holdout`` the eval split is a slice of the training set
+    and the task's own evaluation files become the test split."""
+
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.splits: dict[str, Any] = {}
+
+    @property
+    def has_test_split(self) -> bool:
+        return self.cfg.data.get("holdout") is not None
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -127,13 +136,18 @@ class GlueDataModule(L.LightningDataModule):
         def tokenize(batch: dict[str, list]) -> dict[str, list]:
             return self.tokenizer(*[batch[f] for f in fields], truncation=True, max_length=int(data.max_length))
 
-        for split, files, hub_split, limit in (
-            ("train", [task.train_file], "train", data.train_limit),
-            ("eval", list(task.eval_files), task.hub_eval_split, data.eval_limit),
-        ):
-            dataset = load_split(str(task.source), str(task.format), files, task.get("hub_config"), hub_split)
-            if limit:
-                dataset = dataset.select(range(min(int(limit), len(dataset))))
+        source, fmt, hub_config = str(task.source), str(task.format), task.get("hub_config")
+        train = load_split(source, fmt, [task.train_file], hub_config, "train")
+        if data.train_limit:
+            train = train.select(range(min(int(data.train_limit), len(train))))
+        evaluation = load_split(source, fmt, list(task.eval_files), hub_config, task.hub_eval_split)
+        splits = {"train": train, "eval": evaluation}
+        if self.has_test_split:
+            splits["train"], splits["eval"] = holdout_split(train, data.holdout, int(data.holdout_seed))
+            splits["test"] = evaluation
+        for split, dataset in splits.items():
+            if split != "train" and data.eval_limit:
+                dataset = dataset.select(range(min(int(data.eval_limit), len(dataset))))
             dataset = dataset.map(tokenize, batched=True, remove_columns=fields)
             if "label" in dataset.column_names:
                 dataset = dataset.rename_column("label", "labels")
@@ -150,6 +164,21 @@ class GlueDataModule(L.LightningDataModule):
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         return self._loader("eval", train=False)
 
+    def test_dataloader(self) -> torch.utils.data.DataLoader:
+        return self._loader("test", train=False)
+
+
+def holdout_split(train: Any, holdout: float, seed: int) -> tuple[Any, Any]:
+    """(rest, held out): a fixed random slice of ``holdout`` (fraction < 1, or count) of the training examples."""
+    import numpy as np
+
+    n = len(train)
+    k = int(round(holdout * n)) if holdout < 1 else int(holdout)
+    if not 0 < k < n:
+        raise ConfigError("data.holdout", f"holds out {k} of {n} training examples; leave at least one on each side.")
+    order = np.random.default_rng(seed).permutation(n)
+    return train.select(np.sort(order[k:])), train.select(np.sort(order[:k]))
+
 
 class SequenceClassifier(HFModule):
     def build_model(self) -> torch.nn.Module:
@@ -162,19 +191,33 @@ class SequenceClassifier(HFModule):
         if num_labels == 1:
             kwargs["problem_type"] = "regression"
         model = load_model(self.cfg.model, AutoModelForSequenceClassification, **kwargs)
-        self.val_metrics = build_metrics(list(self.cfg.task.metrics), num_labels)
+        metrics = build_metrics(list(self.cfg.task.metrics), num_labels)
+        self.eval_metrics = torch.nn.ModuleDict({"val": metrics, "test": metrics.clone()})
         return model
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def _eval_step(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
         out = self.model(**batch)
         logits = out.logits.float()
         preds = logits.squeeze(-1) if logits.shape[-1] == 1 else logits.argmax(-1)
-        self.val_metrics.update(preds, batch["labels"])
-        self.log("val/loss", out.loss, sync_dist=True, batch_size=len(batch["input_ids"]))
+        self.eval_metrics[stage].update(preds, batch["labels"])
+        self.log(f"{stage}/loss", out.loss, sync_dist=True, batch_size=len(batch["input_ids"]))
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        metrics = self.eval_metrics[stage]
+        self.log_dict({f"{stage}/{k}": v for k, v in metrics.compute().items()}, prog_bar=stage == "val")
+        metrics.reset()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step("val", batch)
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict({f"val/{k}": v for k, v in self.val_metrics.compute().items()}, prog_bar=True)
-        self.val_metrics.reset()
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
 
 
 def build_metrics(names: list[str], num_labels: int) -> Any:
