@@ -1,28 +1,33 @@
 """SQuAD fine-tuning speed: sagelab's runner vs Hugging Face ``Trainer`` with run_qa.py preprocessing.
 
-Same model, same training questions and held-out articles, same ``max_seq_length`` /
-``doc_stride``, batch size, learning rate, warm-up, weight decay, precision and
-thread count; one epoch each, then both are scored with the same post-processing
-and SQuAD v1.1 metric. Prints training windows ("features") per second of both,
-their ratio, EM/F1 of both, and model FLOPs utilisation against this machine's
-measured matmul peak.
+Same model, training questions and held-out articles, ``max_seq_length`` / ``doc_stride``, batch size,
+learning rate, warm-up, weight decay, clipping, precision and thread count; one epoch each, then every
+side is scored with the same post-processing and SQuAD v1.1 metric. Peers:
 
-    .venv/bin/python benchmarks/qa_throughput.py                       # MiniLM, 400 questions
-    .venv/bin/python benchmarks/qa_throughput.py --train-questions 64 --eval-questions 32 --model bert_tiny
+* ``hf_run_qa``  -- run_qa.py's defaults: every window padded to ``max_seq_length``
+  (``pad_to_max_length=True``), random batches;
+* ``hf_tuned``   -- run_qa.py at its best here: ``--pad_to_max_length False`` (DataCollatorWithPadding)
+  and ``group_by_length``;
+* ``sagelab``    -- ``python run.py task=qa``: each batch padded to its longest window, length-grouped.
 
-The HF side follows run_qa.py's defaults: every window padded to ``max_seq_length``
-(``pad_to_max_length=True``) and random batches. sagelab pads each batch to its
-longest window and groups windows of similar length (``data.group_by_length``).
-Training time is measured from the start of the first step to the end of the last
-on both sides (set-up excluded on both); MFU counts the FLOPs of the real (unpadded)
-tokens: 3 x forward, forward = 2 x non-embedding parameters x tokens + 4 x layers x
-hidden x length^2 per window.
+Each run is its own process. The machine's speed drifts, so the fast peers alternate ``--repeats``
+times (sagelab, hf_tuned, ...), a seed per pair; hf_run_qa runs once. Printed: training windows
+("features") per second per run, EM/F1, the medians, sagelab's ratio to each peer, and model FLOPs
+utilisation against this machine's measured matmul peak. Training time runs from the start of the first
+step to the end of the last (set-up and evaluation excluded on every side). FLOPs count real (unpadded)
+tokens: 3 x forward, forward = 2 x non-embedding parameters x tokens + 4 x layers x hidden x length^2.
+
+    .venv/bin/python benchmarks/qa_throughput.py                       # MiniLM, 2,000 questions, 3 repeats
+    .venv/bin/python benchmarks/qa_throughput.py --train-questions 64 --eval-questions 32 --model bert_tiny \\
+        --repeats 1
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,12 +37,13 @@ import lightning as L
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+VARIANTS = ("sagelab", "hf_tuned", "hf_run_qa")
 
 
 class LoopTimer(L.Callback):
-    """Instantiated by the runner from ``callbacks.timer``: times sagelab's training loop."""
+    """Instantiated by the runner from ``callbacks.timer``: times sagelab's training loop, counts its tokens."""
 
-    result: dict[str, float] = {}
+    result: dict = {}
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         LoopTimer.result.setdefault("start", time.perf_counter())
@@ -47,6 +53,7 @@ class LoopTimer(L.Callback):
         r["end"] = time.perf_counter()
         r["features"] = r.get("features", 0) + len(batch["input_ids"])
         r["padded_tokens"] = r.get("padded_tokens", 0) + batch["input_ids"].numel()
+        r.setdefault("lengths", []).extend(batch["attention_mask"].sum(-1).tolist())
 
 
 def matmul_peak(threads: int, dtype_name: str, size: int = 2048, repeats: int = 5) -> float:
@@ -84,15 +91,15 @@ def compose(args: argparse.Namespace, workdir: Path):
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = hydra_compose("config", return_hydra_config=True, overrides=[
-            "task=qa", f"model={args.model}", "strategy=single", f"instance.threads={args.threads}",
+            "task=qa", f"model={args.model}", "strategy=single", f"instance.threads={args.threads}", f"seed={args.seed}",
             f"logger.tracking_uri=sqlite:///{workdir}/mlflow.db", f"logger.artifact_location={workdir}/artifacts",
             "logger.experiment_name=qa_throughput", f"+output_dir={workdir}/out", f"checkpoint.dir={workdir}/ckpt",
             "checkpoint.every_n_steps=0", "checkpoint.save_model=false", f"task.max_seq_length={args.max_seq_length}",
             f"task.doc_stride={args.doc_stride}", f"data.train_limit={args.train_questions}",
             f"data.eval_limit={args.eval_questions}", f"optim.batch_size={args.batch_size}",
             f"optim.eval_batch_size={args.eval_batch_size}", f"optim.lr={args.lr}", "optim.warmup_ratio=0.1",
-            "optim.weight_decay=0.01", "trainer.max_epochs=1", f"trainer.precision={args.precision}",
-            "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1000",
+            "optim.weight_decay=0.01", "trainer.gradient_clip_val=1.0", "trainer.max_epochs=1",
+            f"trainer.precision={args.precision}", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=50",
             "+callbacks.timer._target_=__main__.LoopTimer", *args.override,
         ])
         HydraConfig.instance().set_config(cfg)
@@ -101,21 +108,24 @@ def compose(args: argparse.Namespace, workdir: Path):
     return cfg
 
 
-def run_sagelab(cfg) -> dict[str, float]:
+def run_sagelab(cfg) -> dict:
     from sagelab.cli import dispatch
+    from sagelab.tasks.qa import QATask
 
     LoopTimer.result = {}
     metrics = dispatch(cfg)
     t = LoopTimer.result
+    flops = train_flops(t["lengths"], QATask(cfg).module().model)
     return {"seconds": t["end"] - t["start"], "features": t["features"], "padded_tokens": t["padded_tokens"],
-            "exact_match": metrics["val/exact_match"], "f1": metrics["val/f1"]}
+            "exact_match": metrics["val/exact_match"], "f1": metrics["val/f1"], "flops": flops}
 
 
-def run_hf(cfg, workdir: Path, threads: int) -> dict[str, float]:
-    """run_qa.py's recipe: padded windows, default collator, Trainer, utils_qa post-processing."""
+def run_hf(cfg, workdir: Path, threads: int, padded: bool) -> dict:
+    """run_qa.py's recipe: Trainer, utils_qa post-processing; windows padded to max_seq_length or per batch."""
     import numpy as np
     import torch
-    from transformers import AutoModelForQuestionAnswering, Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers import (AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer, TrainerCallback,
+                              TrainingArguments, set_seed)
 
     from sagelab.data import squad
     from sagelab.models import load_model, load_tokenizer
@@ -129,8 +139,9 @@ def run_hf(cfg, workdir: Path, threads: int) -> dict[str, float]:
     train_ex = train_ex.select(range(min(int(data.train_limit), len(train_ex))))
     eval_ex = eval_ex.select(range(min(int(data.eval_limit), len(eval_ex))))
     seq, stride = int(task.max_seq_length), int(task.doc_stride)
-    train_f = squad.tokenize_split(train_ex, tokenizer, seq, stride, train=True, padding="max_length")
-    eval_f = squad.tokenize_split(eval_ex, tokenizer, seq, stride, train=False, padding="max_length")
+    padding = "max_length" if padded else False
+    train_f = squad.tokenize_split(train_ex, tokenizer, seq, stride, train=True, padding=padding)
+    eval_f = squad.tokenize_split(eval_ex, tokenizer, seq, stride, train=False, padding=padding)
     set_seed(int(cfg.seed))
     model = load_model(cfg.model, AutoModelForQuestionAnswering)
     timing: dict[str, float] = {}
@@ -145,11 +156,14 @@ def run_hf(cfg, workdir: Path, threads: int) -> dict[str, float]:
     training_args = TrainingArguments(
         output_dir=str(workdir / "hf"), per_device_train_batch_size=int(cfg.optim.batch_size),
         per_device_eval_batch_size=int(cfg.optim.eval_batch_size), learning_rate=float(cfg.optim.lr),
-        weight_decay=float(cfg.optim.weight_decay), warmup_steps=float(cfg.optim.warmup_ratio), num_train_epochs=1,
-        bf16=str(cfg.trainer.precision).startswith("bf16"), use_cpu=True, logging_strategy="no",
+        weight_decay=float(cfg.optim.weight_decay), warmup_steps=float(cfg.optim.warmup_ratio),  # < 1: a ratio
+        num_train_epochs=1, bf16=str(cfg.trainer.precision).startswith("bf16"), use_cpu=True,
+        train_sampling_strategy="random" if padded else "group_by_length", logging_strategy="no",
         save_strategy="no", report_to="none", seed=int(cfg.seed), disable_tqdm=True, max_grad_norm=1.0,
     )
-    trainer = Trainer(model=model, args=training_args, train_dataset=train_f, callbacks=[StepTimer()])
+    collator = None if padded else DataCollatorWithPadding(tokenizer)
+    trainer = Trainer(model=model, args=training_args, train_dataset=train_f, data_collator=collator,
+                      callbacks=[StepTimer()])
     trainer.train()
     inputs = eval_f.remove_columns(["example_id", "offset_mapping"])
     start_logits, end_logits = trainer.predict(inputs).predictions[:2]
@@ -161,55 +175,93 @@ def run_hf(cfg, workdir: Path, threads: int) -> dict[str, float]:
     metric.update([preds[e["id"]] for e in ex_rows], [e["answers"]["text"] for e in ex_rows])
     scores = metric.compute()
     lengths = [int(np.sum(m)) for m in train_f["attention_mask"]]
-    return {"seconds": timing["end"] - timing["start"], "features": len(train_f), "padded_tokens": len(train_f) * seq,
-            "exact_match": float(scores["exact_match"]), "f1": float(scores["f1"]), "lengths": lengths, "model": model}
+    padded_tokens = len(train_f) * seq if padded else sum(lengths)  # the collator pads per batch: a lower bound
+    return {"seconds": timing["end"] - timing["start"], "features": len(train_f), "padded_tokens": padded_tokens,
+            "exact_match": float(scores["exact_match"]), "f1": float(scores["f1"]),
+            "flops": train_flops(lengths, model)}
+
+
+def run_variant(variant: str, seed: int, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--only", variant, "--seed", str(seed), "--model", args.model,
+           "--train-questions", str(args.train_questions), "--eval-questions", str(args.eval_questions),
+           "--batch-size", str(args.batch_size), "--eval-batch-size", str(args.eval_batch_size),
+           "--max-seq-length", str(args.max_seq_length), "--doc-stride", str(args.doc_stride), "--lr", str(args.lr),
+           "--precision", args.precision, "--threads", str(args.threads)]
+    if args.override:
+        cmd += ["--override", *args.override]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"{variant} failed:\n{out.stderr[-3000:]}")
+    return json.loads(line[len("RESULT "):])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="minilm", help="a conf/model/ name (minilm, bert_tiny, bert_large_wwm)")
-    parser.add_argument("--train-questions", type=int, default=400)
-    parser.add_argument("--eval-questions", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--train-questions", type=int, default=2000)
+    parser.add_argument("--eval-questions", type=int, default=1589, help="default: all 8 held-out articles")
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--eval-batch-size", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, default=384)
     parser.add_argument("--doc-stride", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-5)
+    parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--precision", default="bf16-mixed", choices=["bf16-mixed", "32-true"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each fast peer (hf_run_qa runs once)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the first repeat (+1 per repeat)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for the sagelab side")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--json", type=Path, help="also write every run's figures here")
+    parser.add_argument("--only", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: one run, JSON out
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="qa_throughput_"))
-    cfg = compose(args, workdir)
+    if args.only:
+        workdir = Path(tempfile.mkdtemp(prefix="qa_throughput_"))
+        cfg = compose(args, workdir)
+        if args.only == "sagelab":
+            result = run_sagelab(cfg)
+        else:
+            result = run_hf(cfg, workdir, args.threads, padded=args.only == "hf_run_qa")
+        print("RESULT " + json.dumps(result))
+        return
+
     peak_dtype = "bf16" if args.precision.startswith("bf16") else "fp32"
     peak = matmul_peak(args.threads, peak_dtype)
-    hf = run_hf(cfg, workdir, args.threads)
-    ours = run_sagelab(cfg)
-    flops = train_flops(hf.pop("lengths"), hf.pop("model"))
-    rows = {}
-    for name, r in (("sagelab", ours), ("hf_trainer", hf)):
-        rows[name] = {
-            "features_per_s": r["features"] / r["seconds"], "train_loop_s": r["seconds"], "features": r["features"],
-            "padded_tokens": r["padded_tokens"], "exact_match": r["exact_match"], "f1": r["f1"],
-            "mfu": flops / r["seconds"] / (peak * 1e9),
-        }
-    ratio = rows["sagelab"]["features_per_s"] / rows["hf_trainer"]["features_per_s"]
-    print(f"\nSQuAD v1.1 fine-tuning, model={args.model}, {args.train_questions} training questions "
-          f"({ours['features']} windows), {args.eval_questions} held-out questions, max_seq_length "
-          f"{args.max_seq_length}, doc_stride {args.doc_stride}, batch {args.batch_size}, {args.precision}, "
-          f"{args.threads} threads")
-    print(f"measured {peak_dtype} matmul peak: {peak:.1f} GFLOP/s; model FLOPs of the epoch: {flops / 1e12:.2f} TFLOP")
-    print(f"{'':12}{'features/s':>12}{'loop s':>9}{'pad tokens':>12}{'EM':>8}{'F1':>8}{'MFU':>8}")
-    for name, r in rows.items():
-        print(f"{name:12}{r['features_per_s']:12.3f}{r['train_loop_s']:9.1f}{r['padded_tokens']:12d}"
-              f"{r['exact_match']:8.2f}{r['f1']:8.2f}{100 * r['mfu']:7.1f}%")
-    print(f"ratio sagelab / HF Trainer (features/s): {ratio:.2f}x; F1 difference "
-          f"{rows['sagelab']['f1'] - rows['hf_trainer']['f1']:+.2f}")
+    print(f"SQuAD v1.1, model={args.model}, {args.train_questions} training questions, {args.eval_questions} "
+          f"held-out questions, max_seq_length {args.max_seq_length}, doc_stride {args.doc_stride}, batch "
+          f"{args.batch_size}, lr {args.lr}, {args.precision}, {args.threads} threads; measured {peak_dtype} matmul "
+          f"peak {peak:.1f} GFLOP/s", flush=True)
+    runs: dict[str, list[dict]] = {v: [] for v in args.variants}
+    schedule = [(v, rep) for rep in range(args.repeats) for v in args.variants if v != "hf_run_qa"]
+    schedule += [("hf_run_qa", 0)] if "hf_run_qa" in args.variants else []
+    for variant, rep in schedule:
+        started = time.monotonic()
+        r = run_variant(variant, args.seed + rep, args)
+        r["features_per_s"] = r["features"] / r["seconds"]
+        r["mfu"] = r["flops"] / r["seconds"] / (peak * 1e9)
+        runs[variant].append(r)
+        print(f"  {variant:10s} seed {args.seed + rep}: {r['features_per_s']:7.2f} features/s  loop "
+              f"{r['seconds']:6.1f} s  {r['padded_tokens']:>9d} tokens computed  EM {r['exact_match']:5.2f}  F1 "
+              f"{r['f1']:5.2f}  MFU {100 * r['mfu']:4.1f}%   ({time.monotonic() - started:.0f} s)", flush=True)
+
+    print(f"\n{'':10s} {'runs':>4s} {'median features/s':>18s} {'mean EM':>8s} {'mean F1':>8s} {'median MFU':>11s}")
+    for variant, rs in runs.items():
+        print(f"{variant:10s} {len(rs):4d} {statistics.median(r['features_per_s'] for r in rs):18.2f} "
+              f"{statistics.mean(r['exact_match'] for r in rs):8.2f} {statistics.mean(r['f1'] for r in rs):8.2f} "
+              f"{100 * statistics.median(r['mfu'] for r in rs):10.1f}%")
+    if runs.get("sagelab"):
+        ours = runs["sagelab"]
+        for peer in (v for v in runs if v != "sagelab" and runs[v]):
+            ratio = statistics.median(r["features_per_s"] for r in ours) / statistics.median(
+                r["features_per_s"] for r in runs[peer])
+            paired = [a["features_per_s"] / b["features_per_s"] for a, b in zip(ours, runs[peer])]
+            delta = statistics.mean(r["f1"] for r in ours) - statistics.mean(r["f1"] for r in runs[peer])
+            print(f"sagelab / {peer}: {ratio:.2f}x features/s (paired runs {min(paired):.2f}-{max(paired):.2f}x), "
+                  f"mean F1 difference {delta:+.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "peak_gflops": peak,
-                                         "ratio": ratio, **rows}, indent=2, default=str))
+        args.json.write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "json"},
+                                         "peak_gflops": peak, "runs": runs}, indent=2, default=str))
 
 
 if __name__ == "__main__":
