@@ -201,7 +201,7 @@ def main() -> None:
     parser.add_argument("--model", default="minilm", help="a conf/model/ name (minilm, bert_tiny, bert_large_wwm)")
     parser.add_argument("--train-questions", type=int, default=2000)
     parser.add_argument("--eval-questions", type=int, default=1589, help="default: all 8 held-out articles")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--eval-batch-size", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, default=384)
     parser.add_argument("--doc-stride", type=int, default=128)
