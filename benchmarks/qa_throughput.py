@@ -6,12 +6,15 @@ side is scored with the same post-processing and SQuAD v1.1 metric. Peers:
 
 * ``hf_run_qa``  -- run_qa.py's defaults: every window padded to ``max_seq_length``
   (``pad_to_max_length=True``), random batches;
-* ``hf_tuned``   -- run_qa.py at its best here: ``--pad_to_max_length False`` (DataCollatorWithPadding)
-  and ``group_by_length``;
-* ``sagelab``    -- ``python run.py task=qa``: each batch padded to its longest window, length-grouped.
+* ``hf_dynamic`` -- ``--pad_to_max_length False`` (DataCollatorWithPadding): each batch padded to its longest
+  window, random batches;
+* ``hf_grouped`` -- the same plus ``--group_by_length``, the Trainer's fastest set-up. HF serves each window
+  of 50 batches longest-first in a fixed order; here that costs most of the F1 (see the README);
+* ``sagelab``    -- ``python run.py task=qa``: each batch padded to its longest window, length-grouped
+  batches in shuffled order.
 
 Each run is its own process. The machine's speed drifts, so the fast peers alternate ``--repeats``
-times (sagelab, hf_tuned, ...), a seed per pair; hf_run_qa runs once. Printed: training windows
+times (sagelab, hf_dynamic, hf_grouped, ...), a seed per round; hf_run_qa runs once. Printed: training windows
 ("features") per second per run, EM/F1, the medians, sagelab's ratio to each peer, and model FLOPs
 utilisation against this machine's measured matmul peak. Training time runs from the start of the first
 step to the end of the last (set-up and evaluation excluded on every side). FLOPs count real (unpadded)
@@ -37,7 +40,7 @@ import lightning as L
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-VARIANTS = ("sagelab", "hf_tuned", "hf_run_qa")
+VARIANTS = ("sagelab", "hf_dynamic", "hf_grouped", "hf_run_qa")
 
 
 class LoopTimer(L.Callback):
@@ -120,12 +123,12 @@ def run_sagelab(cfg) -> dict:
             "exact_match": metrics["val/exact_match"], "f1": metrics["val/f1"], "flops": flops}
 
 
-def run_hf(cfg, workdir: Path, threads: int, padded: bool) -> dict:
+def run_hf(cfg, workdir: Path, threads: int, variant: str) -> dict:
     """run_qa.py's recipe: Trainer, utils_qa post-processing; windows padded to max_seq_length or per batch."""
     import numpy as np
     import torch
     from transformers import (AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer, TrainerCallback,
-                              TrainingArguments, set_seed)
+                              TrainingArguments, default_data_collator, set_seed)
 
     from sagelab.data import squad
     from sagelab.models import load_model, load_tokenizer
@@ -139,6 +142,7 @@ def run_hf(cfg, workdir: Path, threads: int, padded: bool) -> dict:
     train_ex = train_ex.select(range(min(int(data.train_limit), len(train_ex))))
     eval_ex = eval_ex.select(range(min(int(data.eval_limit), len(eval_ex))))
     seq, stride = int(task.max_seq_length), int(task.doc_stride)
+    padded = variant == "hf_run_qa"
     padding = "max_length" if padded else False
     train_f = squad.tokenize_split(train_ex, tokenizer, seq, stride, train=True, padding=padding)
     eval_f = squad.tokenize_split(eval_ex, tokenizer, seq, stride, train=False, padding=padding)
@@ -158,13 +162,20 @@ def run_hf(cfg, workdir: Path, threads: int, padded: bool) -> dict:
         per_device_eval_batch_size=int(cfg.optim.eval_batch_size), learning_rate=float(cfg.optim.lr),
         weight_decay=float(cfg.optim.weight_decay), warmup_steps=float(cfg.optim.warmup_ratio),  # < 1: a ratio
         num_train_epochs=1, bf16=str(cfg.trainer.precision).startswith("bf16"), use_cpu=True,
-        train_sampling_strategy="random" if padded else "group_by_length", logging_strategy="no",
+        train_sampling_strategy="group_by_length" if variant == "hf_grouped" else "random", logging_strategy="no",
         save_strategy="no", report_to="none", seed=int(cfg.seed), disable_tqdm=True, max_grad_norm=1.0,
     )
-    collator = None if padded else DataCollatorWithPadding(tokenizer)
+    base_collator = default_data_collator if padded else DataCollatorWithPadding(tokenizer)
+
+    def collator(features: list) -> dict:  # counts the tokens the model computes, padding included
+        batch = base_collator(features)
+        timing["padded_tokens"] = timing.get("padded_tokens", 0) + batch["input_ids"].numel()
+        return batch
+
     trainer = Trainer(model=model, args=training_args, train_dataset=train_f, data_collator=collator,
                       callbacks=[StepTimer()])
     trainer.train()
+    padded_tokens = int(timing["padded_tokens"])
     inputs = eval_f.remove_columns(["example_id", "offset_mapping"])
     start_logits, end_logits = trainer.predict(inputs).predictions[:2]
     meta = eval_f.select_columns(["example_id", "offset_mapping"]).to_list()
@@ -175,7 +186,6 @@ def run_hf(cfg, workdir: Path, threads: int, padded: bool) -> dict:
     metric.update([preds[e["id"]] for e in ex_rows], [e["answers"]["text"] for e in ex_rows])
     scores = metric.compute()
     lengths = [int(np.sum(m)) for m in train_f["attention_mask"]]
-    padded_tokens = len(train_f) * seq if padded else sum(lengths)  # the collator pads per batch: a lower bound
     return {"seconds": timing["end"] - timing["start"], "features": len(train_f), "padded_tokens": padded_tokens,
             "exact_match": float(scores["exact_match"]), "f1": float(scores["f1"]),
             "flops": train_flops(lengths, model)}
@@ -222,7 +232,7 @@ def main() -> None:
         if args.only == "sagelab":
             result = run_sagelab(cfg)
         else:
-            result = run_hf(cfg, workdir, args.threads, padded=args.only == "hf_run_qa")
+            result = run_hf(cfg, workdir, args.threads, args.only)
         print("RESULT " + json.dumps(result))
         return
 

@@ -222,7 +222,9 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         )
     space = SearchSpace.from_config(cfg.get("search_space"))
     if space.empty:
-        raise ConfigError("search_space", "is empty (search_space=none): pick one, e.g. search_space=glue_default.")
+        spaces = sorted(f.stem for f in (PROJECT_ROOT / "conf" / "search_space").glob("*.yaml") if f.stem != "none")
+        raise ConfigError("search_space", f"is empty (search_space=none): name what to search, one of "
+                          f"{', '.join(spaces)} (e.g. search_space=glue_instances for error/latency/cost).")
     space.validate_against(cfg)
     if "error" in [o.name for o in objectives] and not OmegaConf.select(cfg, "task.metric", default=None):
         raise ConfigError("task.metric", "is needed for the 'error' objective but the task sets none.")
