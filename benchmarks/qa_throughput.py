@@ -20,7 +20,7 @@ utilisation against this machine's measured matmul peak. Training time runs from
 step to the end of the last (set-up and evaluation excluded on every side). FLOPs count real (unpadded)
 tokens: 3 x forward, forward = 2 x non-embedding parameters x tokens + 4 x layers x hidden x length^2.
 
-    .venv/bin/python benchmarks/qa_throughput.py                       # MiniLM, 2,000 questions, 3 repeats
+    .venv/bin/python benchmarks/qa_throughput.py                       # MiniLM, 3,000 questions, 2 repeats (~50 min)
     .venv/bin/python benchmarks/qa_throughput.py --train-questions 64 --eval-questions 32 --model bert_tiny \\
         --repeats 1
 """
@@ -209,7 +209,7 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="minilm", help="a conf/model/ name (minilm, bert_tiny, bert_large_wwm)")
-    parser.add_argument("--train-questions", type=int, default=2000)
+    parser.add_argument("--train-questions", type=int, default=3000)
     parser.add_argument("--eval-questions", type=int, default=1589, help="default: all 8 held-out articles")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--eval-batch-size", type=int, default=32)
@@ -218,7 +218,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--precision", default="bf16-mixed", choices=["bf16-mixed", "32-true"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each fast peer (hf_run_qa runs once)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each fast peer (hf_run_qa runs once)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the first repeat (+1 per repeat)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for the sagelab side")
