@@ -20,7 +20,7 @@ utilisation against this machine's measured matmul peak. Training time runs from
 step to the end of the last (set-up and evaluation excluded on every side). FLOPs count real (unpadded)
 tokens: 3 x forward, forward = 2 x non-embedding parameters x tokens + 4 x layers x hidden x length^2.
 
-    .venv/bin/python benchmarks/qa_throughput.py                       # MiniLM, 3,000 questions, 2 repeats (~50 min)
+    .venv/bin/python benchmarks/qa_throughput.py        # MiniLM, 3,000 questions, 2 repeats (~50 min)
     .venv/bin/python benchmarks/qa_throughput.py --train-questions 64 --eval-questions 32 --model bert_tiny \\
         --repeats 1
 """
