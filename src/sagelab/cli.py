@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sagelab.config import CORE_MODES, ConfigError, check_common, check_file, default_checkpoint_dir
+from sagelab.config import CORE_MODES, ConfigError, check_common, check_file, default_checkpoint_dir, group_options
 
 
 def check_group_choices(argv: list[str], conf_dir: Path) -> None:
@@ -27,7 +27,7 @@ def check_group_choices(argv: list[str], conf_dir: Path) -> None:
         folder = conf_dir / group
         if "." in group or not folder.is_dir():
             continue
-        known = sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
+        known = group_options(folder)
         for option in options.split(","):  # a --multirun sweep lists several
             if option and option not in known:
                 print(f"sagelab: bad config: {group}: there is no option '{option}'; "

@@ -36,6 +36,11 @@ def _register_resolvers() -> None:
 _register_resolvers()
 
 
+def group_options(folder: Path) -> list[str]:
+    """The options of a Hydra config group folder, as ``group=<option>`` names them (nested: ``hpo/<name>``)."""
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in Path(folder).rglob("*.yaml"))
+
+
 def resolved(cfg: DictConfig) -> dict[str, Any]:
     """The run's config as plain data, interpolations resolved, Hydra's own section left out."""
     raw = OmegaConf.to_container(cfg, resolve=False)

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from sagelab.config import PROJECT_ROOT, ConfigError
+from sagelab.config import PROJECT_ROOT, ConfigError, group_options
 
 TYPES = ("loguniform", "uniform", "randint", "choice")
 _PLAIN = re.compile(r"^[A-Za-z0-9_.:/+\-]+$")
@@ -139,7 +139,7 @@ class SearchSpace:
             if group_dir.is_dir() and (current is _MISSING or isinstance(current, DictConfig)):
                 if param.type != "choice":
                     raise ConfigError(f"{at}.type", f"'{param.key}' is a config group: use type: choice.")
-                options = sorted(p.stem for p in group_dir.glob("*.yaml"))
+                options = group_options(group_dir)
                 for value in param.values:
                     if str(value) not in options:
                         raise ConfigError(

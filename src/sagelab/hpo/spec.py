@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from sagelab.config import PROJECT_ROOT, ConfigError
+from sagelab.config import PROJECT_ROOT, ConfigError, group_options
 from sagelab.hpo.objectives import Objective, parse_objectives
 from sagelab.hpo.space import SearchSpace
 
@@ -222,7 +222,7 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         )
     space = SearchSpace.from_config(cfg.get("search_space"))
     if space.empty:
-        spaces = sorted(f.stem for f in (PROJECT_ROOT / "conf" / "search_space").glob("*.yaml") if f.stem != "none")
+        spaces = [s for s in group_options(PROJECT_ROOT / "conf" / "search_space") if s != "none"]
         raise ConfigError("search_space", f"is empty (search_space=none): name what to search, one of "
                           f"{', '.join(spaces)} (e.g. search_space=glue_instances for error/latency/cost).")
     space.validate_against(cfg)
