@@ -6,7 +6,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from sagelab.cli import check_group_choices, main
+import sagelab.schema  # noqa: F401  (registers the typed schema that conf/config.yaml starts from)
+from sagelab.cli import check_command_line, main
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -15,5 +16,5 @@ def run(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:], Path(__file__).parent / "conf")
+    check_command_line(sys.argv[1:], Path(__file__).parent / "conf")
     run()

@@ -1,8 +1,9 @@
 """compose -> validate -> dispatch. Nothing task-specific lives here.
 
-Validation of everything that can be checked from the config alone runs before
-torch or any task module is imported, so a typo costs a fraction of a second
-and ends in one paragraph naming the key, never in a traceback.
+Before Hydra composes, the command line is checked against the config groups and the typed schema; after,
+the composed config's value checks and the task's own contract run. All of it happens before torch or any
+task module is imported, so a typo costs a fraction of a second and ends in one line naming the key, never
+in a traceback.
 """
 
 from __future__ import annotations
@@ -10,16 +11,25 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
-from sagelab.config import CORE_MODES, ConfigError, check_common, check_file, default_checkpoint_dir, group_options
+from sagelab.config import ConfigError, check_cross_keys, default_checkpoint_dir, group_options
+
+CORE_MODES = ("train", "evaluate", "predict", "compare")
 
 
-def check_group_choices(argv: list[str], conf_dir: Path) -> None:
-    """``group=option`` overrides naming an option that conf/<group>/ lacks: one line, before Hydra composes.
+def fail(err: ConfigError) -> None:
+    print(f"sagelab: bad config: {err.key}: {err.message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_command_line(argv: list[str], conf_dir: Path) -> None:
+    """Group options that conf/ lacks and values of the wrong type: one line and exit 2, before Hydra.
 
     (Hydra would say the same in a multi-paragraph message with its config search path.)
     """
+    from sagelab.schema import check_overrides
+
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
@@ -30,22 +40,18 @@ def check_group_choices(argv: list[str], conf_dir: Path) -> None:
         known = group_options(folder)
         for option in options.split(","):  # a --multirun sweep lists several
             if option and option not in known:
-                print(f"sagelab: bad config: {group}: there is no option '{option}'; "
-                      f"choose one of {', '.join(known)}.", file=sys.stderr)
-                sys.exit(2)
-
-
-def check_paths(cfg: DictConfig) -> None:
-    """``task.check_paths`` lists config keys whose values must be existing local paths."""
-    for key in cfg.task.get("check_paths") or []:
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is not None and str(value).startswith("/"):
-            check_file(key, value, "path")
+                fail(ConfigError(group, f"there is no option '{option}'; choose one of {', '.join(known)}."))
+    try:
+        check_overrides(argv)
+    except ConfigError as err:
+        fail(err)
 
 
 def dispatch(cfg: DictConfig) -> dict:
-    check_common(cfg)
-    check_paths(cfg)
+    from sagelab.schema import check_values
+
+    check_values(cfg)
+    check_cross_keys(cfg)
     mode = str(cfg.mode)
     if mode == "compare":
         from sagelab.compare import compare_runs
@@ -58,15 +64,11 @@ def dispatch(cfg: DictConfig) -> dict:
 
     from hydra.utils import get_class
 
-    task_cls = get_class(str(cfg.task._target_))
-    task = task_cls(cfg)
+    task = get_class(str(cfg.task._target_))(cfg)
     if mode not in task.modes():
         raise ConfigError("mode", f"is '{mode}'; task {task.name} supports {', '.join(task.modes())}"
                           f"{' (and compare)' if mode not in CORE_MODES else ''}.")
-    task.check()
-    if cfg.data.get("holdout") is not None and not task.supports_holdout:
-        raise ConfigError("data.holdout", f"task {task.name} has no holdout split (it is a GLUE option); "
-                          "leave it null.")
+    task.validate()
     if cfg.checkpoint.get("dir") is None:
         with open_dict(cfg):
             cfg.checkpoint.dir = str(default_checkpoint_dir(cfg))
@@ -80,5 +82,5 @@ def main(cfg: DictConfig) -> dict | None:
     try:
         return dispatch(cfg)
     except ConfigError as err:
-        print(f"sagelab: bad config: {err.key}: {err.message}", file=sys.stderr)
-        sys.exit(2)
+        fail(err)
+        return None

@@ -1,8 +1,10 @@
-"""Config validation that runs before any heavy import or data read.
+"""Config helpers that run before any heavy import or data read.
 
 Every user mistake ends as a :class:`ConfigError` that names the key (or the
-file) and what would be accepted; the CLI prints it as one paragraph and exits
-with status 2, never with a traceback.
+file) and what would be accepted; the CLI prints it as one line and exits
+with status 2, never with a traceback. Types and per-key value checks live in
+:mod:`sagelab.schema`; this module holds the error, the ``${root:}`` resolver,
+config-group listing and the checkpoint folder's key.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -37,8 +39,12 @@ _register_resolvers()
 
 
 def group_options(folder: Path) -> list[str]:
-    """The options of a Hydra config group folder, as ``group=<option>`` names them (nested: ``hpo/<name>``)."""
-    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in Path(folder).rglob("*.yaml"))
+    """The options of a Hydra config group folder, as ``group=<option>`` names them (nested: ``hpo/<name>``).
+
+    Files whose name (or folder) starts with ``_`` are shared bases that options include, not options.
+    """
+    names = (p.relative_to(folder) for p in Path(folder).rglob("*.yaml"))
+    return sorted(n.with_suffix("").as_posix() for n in names if not any(part.startswith("_") for part in n.parts))
 
 
 def resolved(cfg: DictConfig) -> dict[str, Any]:
@@ -68,32 +74,6 @@ def default_checkpoint_dir(cfg: DictConfig) -> Path:
     return PROJECT_ROOT / "outputs" / "checkpoints" / str(cfg.task.name) / hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
-def require(cfg: DictConfig, key: str) -> Any:
-    value = OmegaConf.select(cfg, key, default=None)
-    if value is None:
-        raise ConfigError(key, "is required but not set.")
-    return value
-
-
-def check_positive(cfg: DictConfig, keys: Iterable[str], allow_zero: bool = False) -> None:
-    for key in keys:
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is None:
-            continue
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ConfigError(key, f"must be a number, got {value!r}.")
-        if value < 0 or (value == 0 and not allow_zero):
-            bound = "zero or more" if allow_zero else "greater than zero"
-            raise ConfigError(key, f"must be {bound}, got {value!r}.")
-
-
-def check_choice(cfg: DictConfig, key: str, allowed: Iterable[str]) -> None:
-    allowed = tuple(allowed)
-    value = OmegaConf.select(cfg, key, default=None)
-    if value not in allowed:
-        raise ConfigError(key, f"is {value!r}; allowed values are {', '.join(map(str, allowed))}.")
-
-
 def check_file(key: str, path: str | Path, what: str = "file") -> Path:
     path = Path(path)
     if not path.exists():
@@ -101,26 +81,8 @@ def check_file(key: str, path: str | Path, what: str = "file") -> Path:
     return path
 
 
-def check_common(cfg: DictConfig) -> None:
-    """Checks shared by every task: numbers in range, known precision, known resume policy."""
-    check_positive(cfg, ["optim.lr", "optim.batch_size", "optim.eval_batch_size", "trainer.max_epochs"])
-    check_positive(
-        cfg,
-        ["optim.weight_decay", "optim.warmup_ratio", "checkpoint.every_n_steps", "instance.max_run_s"],
-        allow_zero=True,
-    )
-    warmup = OmegaConf.select(cfg, "optim.warmup_ratio", default=0) or 0
-    if warmup > 1:
-        raise ConfigError("optim.warmup_ratio", f"is a fraction of training steps (0..1), got {warmup}.")
-    accumulate = OmegaConf.select(cfg, "trainer.accumulate_grad_batches", default=1)
-    if not isinstance(accumulate, int) or accumulate < 1:
-        raise ConfigError("trainer.accumulate_grad_batches", f"must be a whole number >= 1, got {accumulate!r}.")
-    check_choice(cfg, "trainer.precision", ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "64-true"))
+def check_cross_keys(cfg: DictConfig) -> None:
+    """Checks that span two keys (one field's check cannot see the other)."""
     resume = str(OmegaConf.select(cfg, "checkpoint.resume", default="auto"))
     if resume not in ("auto", "never") and not Path(resume).exists():
         raise ConfigError("checkpoint.resume", f"is '{resume}': use auto, never, or an existing .ckpt path.")
-    for key in ("data.train_limit", "data.eval_limit", "data.holdout"):
-        check_positive(cfg, [key])
-    holdout = OmegaConf.select(cfg, "data.holdout", default=None)
-    if holdout is not None and holdout >= 1 and holdout != int(holdout):
-        raise ConfigError("data.holdout", f"is a fraction below 1 or a whole number of examples, got {holdout}.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sagelab.config import PROJECT_ROOT, resolved
+from sagelab.config import PROJECT_ROOT, ConfigError, resolved
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:
@@ -83,6 +84,7 @@ class RunRecord:
         self.active = is_global_zero
         self.run_id = run_id
         self.client: Any = None
+        self.metrics: dict[str, float] = {}  # the latest value of each metric this command logged (every rank)
         if not self.active:
             return
         from mlflow import MlflowClient
@@ -127,6 +129,7 @@ class RunRecord:
             self.client.log_batch(self.run_id, params=fresh[start : start + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.metrics.update({k: float(v) for k, v in metrics.items()})
         if not self.active:
             return
         import time
@@ -172,11 +175,28 @@ class RunRecord:
         self.client.set_terminated(self.run_id, status)
 
 
-def download_artifact(tracking_uri: str, run_id: str, path: str) -> Path:
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def looks_like_run_id(ref: str) -> bool:
+    return bool(RUN_ID.match(ref))
+
+
+def resolve_artifact(key: str, ref: str, tracking_uri: str, artifact_path: str) -> Path:
+    """``ref`` as a local path: an existing file or folder as it is, an MLflow run id as that run's
+    ``artifact_path`` downloaded. Anything else is a :class:`ConfigError` on ``key``."""
+    if Path(ref).exists():
+        return Path(ref)
+    if not looks_like_run_id(ref):
+        raise ConfigError(key, f"'{ref}' is neither an existing file or folder nor an MLflow run id.")
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path))
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=ref, artifact_path=artifact_path))
+    except Exception as err:  # MLflow raises its own exception types per store
+        raise ConfigError(key, f"MLflow run '{ref}' has no artifact {artifact_path} in {tracking_uri} "
+                          f"({type(err).__name__}).") from err
 
 
 def lightning_logger(record: RunRecord) -> Any:

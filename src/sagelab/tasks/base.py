@@ -1,38 +1,51 @@
-"""The contract between a task and the one runner.
+"""The contract between a task family and the one runner.
 
-A task family is one module under ``sagelab.tasks`` holding a :class:`Task`
-subclass, plus a config under ``conf/task/`` whose ``_target_`` names that
-class. The runner never imports a task by name: it instantiates
-``cfg.task._target_`` with the composed config and asks it for data, a model
-and its metric. Adding a task therefore never touches the runner or the CLI.
+A task family is a package under ``sagelab.tasks`` (``task.py`` cheap, ``data.py`` / ``module.py`` heavy)
+plus ``conf/task/<name>.yaml`` whose ``_target_`` names its :class:`Task` subclass. The CLI validates it,
+the runner drives it; neither imports a task by name, so adding a family touches neither.
 
-Modes: ``train`` (fit, then evaluate), ``evaluate`` and ``predict`` are run by
-the runner through :meth:`Task.datamodule`, :meth:`Task.module` and
-:meth:`Task.predict`. A task adds its own modes (drift's ``baseline`` and
-``monitor``, link prediction's ``recommend``) by returning them from
-:meth:`Task.extra_modes`; each receives the live :class:`~sagelab.runner.Runner`
-so that it logs into the same MLflow run.
+What a task declares:
+
+* ``config_class`` -- the dataclass of its ``task:`` block (types, unknown keys and per-field value checks,
+  like the top-level schema in :mod:`sagelab.schema`);
+* ``model_kinds`` -- the ``model.kind`` values it trains (transformer, gnn ...);
+* ``lightning_modes`` -- which of train / evaluate / predict it supports through Lightning;
+* :meth:`extra_modes` -- its own modes (drift's ``baseline``, link prediction's ``recommend``).
+
+What it gets: its config at construction, and a :class:`~sagelab.context.TaskContext` in the hooks that run
+inside a command (``predict``, ``on_evaluated`` and its own modes) -- never the runner.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from sagelab.config import ConfigError, check_file
 
 if TYPE_CHECKING:  # heavy imports stay out of start-up
     import lightning as L
 
-    from sagelab.runner import Runner
+    from sagelab.context import TaskContext
+
+Mode = Callable[["TaskContext"], "dict[str, Any] | None"]
 
 
 class Task:
     """Base class of a task family; subclasses override what they support."""
 
+    #: the dataclass schema of the ``task:`` block (None: unchecked)
+    config_class: ClassVar[type | None] = None
+    #: ``model.kind`` values this task can train or run (empty: any)
+    model_kinds: ClassVar[tuple[str, ...]] = ()
     #: modes this task supports through the runner's Lightning path
-    lightning_modes: tuple[str, ...] = ("train", "evaluate", "predict")
+    lightning_modes: ClassVar[tuple[str, ...]] = ("train", "evaluate", "predict")
     #: whether ``data.holdout`` (validate on part of the training set, test on the evaluation set) applies
-    supports_holdout: bool = False
+    supports_holdout: ClassVar[bool] = False
+    #: whether the task can train in several processes (strategy=ddp/fsdp)
+    supports_multiprocess: ClassVar[bool] = True
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
@@ -52,8 +65,30 @@ class Task:
         return str(self.cfg.task.get("metric_mode", "max"))
 
     # -- validation (cheap: no torch, no data reads beyond existence) -----
+    def validate(self) -> None:
+        """Everything the contract can check from the config, then the task's own :meth:`check`."""
+        from sagelab.schema import check_values, typed
+
+        cfg = self.cfg
+        if self.config_class is not None:
+            check_values(typed(cfg.task, self.config_class, "task."), self.config_class, "task.")
+        kind = cfg.model.get("kind")
+        if self.model_kinds and kind not in self.model_kinds:
+            raise ConfigError("model", f"'{cfg.model.get('name')}' is a {kind} model; task {self.name} takes "
+                              f"{' or '.join(self.model_kinds)} models.")
+        if cfg.data.get("holdout") is not None and not self.supports_holdout:
+            raise ConfigError("data.holdout", f"task {self.name} has no holdout split; leave it null.")
+        if not self.supports_multiprocess and (int(cfg.strategy.processes) > 1 or int(cfg.strategy.num_nodes) > 1):
+            raise ConfigError("strategy", f"'{cfg.strategy.name}' runs several processes; task {self.name} trains "
+                              "in one: use strategy=single.")
+        for key in cfg.task.get("check_paths") or []:
+            value = OmegaConf.select(cfg, key, default=None)
+            if value is not None and Path(str(value)).is_absolute():
+                check_file(key, value, "path")
+        self.check()
+
     def check(self) -> None:
-        """Raise :class:`sagelab.config.ConfigError` naming the key or file at fault."""
+        """Cross-field checks the schema cannot express; raise :class:`ConfigError` naming the key."""
 
     # -- the Lightning path -----------------------------------------------
     def datamodule(self) -> L.LightningDataModule:
@@ -62,15 +97,15 @@ class Task:
     def module(self) -> L.LightningModule:
         raise NotImplementedError(f"task {self.name} has no LightningModule")
 
-    def predict(self, runner: Runner) -> dict[str, Any]:
+    def predict(self, context: TaskContext) -> dict[str, Any]:
         """``mode=predict``: answer ``cfg.predict.input``; return summary metrics."""
         raise NotImplementedError(f"task {self.name} does not support mode=predict")
 
-    def on_evaluated(self, runner: Runner, module: L.LightningModule, metrics: dict[str, float]) -> None:
-        """Hook after evaluation on rank 0, e.g. to log prediction artifacts."""
+    def on_evaluated(self, context: TaskContext, module: L.LightningModule, metrics: dict[str, float]) -> None:
+        """Hook after evaluation, on global rank 0 only, e.g. to log prediction artifacts."""
 
     # -- task-specific modes ----------------------------------------------
-    def extra_modes(self) -> dict[str, Callable[[Runner], dict[str, Any]]]:
+    def extra_modes(self) -> dict[str, Mode]:
         return {}
 
     def modes(self) -> tuple[str, ...]:

@@ -1,0 +1,309 @@
+"""The typed shape of a sagelab config: one dataclass per top-level block, registered in Hydra's ConfigStore.
+
+``conf/config.yaml`` starts its defaults list with ``sagelab_schema``, so Hydra composes every YAML file and
+override into these types: a key that is not here is refused, and a value of the wrong type
+(``seed=abc``, ``optim.batch_size=2.5``) cannot enter the config. The YAML files keep the default values;
+this module keeps the types and, beside each field, the value check that types cannot express
+(``optim.lr`` must be positive). Task families add their own block schema (``Task.config_class``).
+
+Three entry points, all cheap (no torch, no Lightning):
+
+* :func:`check_overrides` -- the command line against the schema, before Hydra composes, so a bad value
+  costs one line naming the key instead of Hydra's multi-paragraph report;
+* :func:`check_values` -- the per-field value checks over a composed config (or a task block);
+* :func:`typed` -- a block merged into its dataclass, schema errors raised as :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING as NO_FACTORY
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Callable, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from sagelab.config import ConfigError
+
+Check = Callable[[Any], Optional[str]]  # value -> what is wrong with it, or None
+
+
+# -- value checks, used in field metadata --------------------------------------------------------------------
+def positive(value: Any) -> str | None:
+    return None if value is None or value > 0 else f"must be greater than zero, got {value!r}."
+
+
+def non_negative(value: Any) -> str | None:
+    return None if value is None or value >= 0 else f"must be zero or more, got {value!r}."
+
+
+def fraction(value: Any) -> str | None:
+    return None if value is None or 0 <= value <= 1 else f"is a fraction (0..1), got {value!r}."
+
+
+def at_least_one(value: Any) -> str | None:
+    return None if value is None or value >= 1 else f"must be 1 or more, got {value!r}."
+
+
+def holdout_size(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not value > 0 or (value >= 1 and value != int(value)):
+        return f"is a fraction below 1 or a whole number of examples, got {value!r}."
+    return None
+
+
+def thread_count(value: Any) -> str | None:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return None
+    return f"is {value!r}; use auto (the cores this process may use) or a whole number >= 1."
+
+
+def one_of(*allowed: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value is None or value in allowed else f"is {value!r}; allowed values are {', '.join(allowed)}."
+
+    return check
+
+
+def checked(default: Any = MISSING, *checks: Check, **kwargs: Any) -> Any:
+    """A dataclass field with value checks beside it: ``lr: float = checked(MISSING, positive)``."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: default, metadata={"checks": checks}, **kwargs)
+    return field(default=default, metadata={"checks": checks}, **kwargs)
+
+
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "64-true")
+
+
+# -- the top-level blocks ------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class TrainerConfig:
+    """Keyword arguments of ``lightning.Trainer`` that a user sets; the runner adds devices, strategy, logger."""
+
+    max_epochs: int = checked(MISSING, positive)
+    max_steps: int = -1
+    precision: str = checked("auto", one_of(*PRECISIONS))  # auto: bf16 where the hardware has it natively
+    accumulate_grad_batches: int = checked(1, at_least_one)
+    val_check_interval: Any = 1.0  # a fraction of an epoch (float) or a number of batches (int)
+    log_every_n_steps: int = checked(10, at_least_one)
+    gradient_clip_val: Optional[float] = checked(None, non_negative)
+    deterministic: bool = False
+    enable_progress_bar: bool = True
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    train_limit: Optional[int] = checked(None, positive)
+    eval_limit: Optional[int] = checked(None, positive)
+    holdout: Optional[float] = checked(None, holdout_size)
+    holdout_seed: int = 0
+    max_length: int = checked(128, positive)
+    group_by_length: bool = True
+    num_workers: int = checked(0, non_negative)
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    lr: float = checked(MISSING, positive)
+    weight_decay: float = checked(0.0, non_negative)
+    warmup_ratio: float = checked(0.0, fraction)
+    batch_size: int = checked(MISSING, positive)
+    eval_batch_size: int = checked(MISSING, positive)
+
+
+@dataclass(kw_only=True)
+class CheckpointConfig:
+    dir: Optional[str] = None
+    run_only_keys: list[str] = field(default_factory=list)
+    every_n_steps: int = checked(50, non_negative)
+    resume: str = "auto"
+    load: Optional[str] = None
+    save_model: bool = True
+
+
+@dataclass(kw_only=True)
+class PredictConfig:
+    input: Optional[str] = None
+    output: str = MISSING
+
+
+@dataclass(kw_only=True)
+class StrategyConfig:
+    """How training is spread over processes; ``_target_`` builds the Lightning strategy (sagelab.strategies)."""
+
+    _target_: str = MISSING
+    name: str = MISSING
+    processes: int = checked(1, positive)
+    num_nodes: int = checked(1, positive)
+    backend: str = "auto"  # auto: nccl on GPUs, gloo on CPUs
+    # the sharded strategy keeps its own parameter dtype and writes its own checkpoints
+    mixed_precision_plugin: bool = True
+    atomic_checkpoints: bool = True
+
+
+@dataclass(kw_only=True)
+class InstanceConfig:
+    name: str = MISSING
+    accelerator: str = checked("cpu", one_of("cpu", "gpu"))
+    devices: int = checked(1, positive)
+    threads: Any = checked("auto", thread_count)  # auto: the cores this process may use (affinity / cgroup quota); or a number
+    nodes: int = checked(1, positive)
+    gpu_model: Optional[str] = None
+    price_per_hour: float = checked(0.0, non_negative)
+    spot: bool = False
+    max_run_s: Optional[float] = checked(None, positive)
+
+
+@dataclass(kw_only=True)
+class LoggerConfig:
+    tracking_uri: str = MISSING
+    artifact_location: str = MISSING
+    experiment_name: str = MISSING
+    run_name: Optional[str] = None
+    parent_run_id: Optional[str] = None
+    log_every_n_steps: int = 10
+
+
+@dataclass(kw_only=True)
+class HpoConfig:
+    """A study (``hpo=<algorithm>``); ``hpo=none`` sets only the name. Checked further by sagelab.hpo.spec."""
+
+    name: str = "none"
+    metrics: list[str] = field(default_factory=list)
+    modes: list[str] = field(default_factory=list)
+    max_trials: Optional[int] = checked(None, positive)
+    max_wallclock_s: Optional[float] = checked(None, positive)
+    max_cost_usd: Optional[float] = checked(None, positive)
+    max_failures: Optional[int] = checked(None, non_negative)
+    n_workers: int = checked(1, positive)
+    max_resource: Optional[int] = checked(None, positive)
+    grace_period: int = checked(1, positive)
+    reduction_factor: float = 3.0
+    seed: Optional[int] = None
+    study_name: Optional[str] = None
+    dir: Optional[str] = None
+    experiment_dir: Optional[str] = None
+    trial_overrides: list[str] = field(default_factory=list)
+    latency: dict[str, int] = field(default_factory=dict)
+    keep_checkpoints: bool = False
+    command: Optional[list[str]] = None        # the trial program (tests: a synthetic stand-in)
+    base_overrides: Optional[list[str]] = None  # the study's own overrides, when not from Hydra's record
+
+
+@dataclass(kw_only=True)
+class SearchSpaceConfig:
+    name: str = "none"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class SagelabConfig:
+    mode: str = MISSING
+    seed: int = 42
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    callbacks: dict[str, Any] = field(default_factory=dict)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    instance: InstanceConfig = field(default_factory=InstanceConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    hpo: HpoConfig = field(default_factory=HpoConfig)
+    search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
+    task: Any = MISSING   # each family's block schema is its Task.config_class, checked by the CLI
+    model: Any = MISSING  # transformer or graph network; the task names the kinds it takes
+    output_dir: Optional[str] = None
+
+
+# groups whose option (``strategy=ddp``) is a file, not a value; their keys (``strategy.processes``) are typed
+GROUPS = ("task", "model", "strategy", "instance", "logger", "hpo", "search_space", "experiment")
+
+
+def register() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="sagelab_schema", node=SagelabConfig)
+
+
+# -- checks ----------------------------------------------------------------------------------------------------
+def _schema_message(err: OmegaConfBaseException, prefix: str = "") -> ConfigError:
+    key = f"{prefix}{err.full_key}" if getattr(err, "full_key", None) else prefix.rstrip(".") or "config"
+    text = str(err).splitlines()[0].strip()
+    if "not in struct" in text or "Key '" in text and "not in" in text:
+        text = f"no such key{' here' if prefix else ''} (a typo?)."
+    elif "could not be converted" in text or "Value '" in text:
+        value = getattr(err, "value", None)
+        kind = getattr(getattr(err, "object_type", None), "__name__", None)
+        text = f"wrong type: {value!r} is not {_expected_type(err) or kind or 'accepted here'}."
+    return ConfigError(key, text)
+
+
+def _expected_type(err: OmegaConfBaseException) -> str | None:
+    text = str(err)
+    for name, phrase in (("Integer", "a whole number"), ("Float", "a number"), ("Boolean", "true or false"),
+                         ("String", "a string")):
+        if f"to {name}" in text:
+            return phrase
+    return None
+
+
+def typed(block: Any, schema: type, prefix: str = "") -> DictConfig:
+    """``block`` merged into ``schema`` (unknown keys and wrong types refused, naming ``prefix + key``)."""
+    try:
+        return OmegaConf.merge(OmegaConf.structured(schema), block)
+    except OmegaConfBaseException as err:
+        raise _schema_message(err, prefix) from None
+
+
+def check_values(cfg: Any, schema: type = SagelabConfig, prefix: str = "") -> None:
+    """Run the value checks declared beside each field of ``schema`` (recursively) on ``cfg``."""
+    for spec in fields(schema):
+        if spec.name not in cfg:  # absent, or still MISSING
+            continue
+        value = cfg[spec.name]
+        key = f"{prefix}{spec.name}"
+        nested = spec.default_factory if spec.default_factory is not NO_FACTORY else None  # type: ignore[misc]
+        if nested is not None and is_dataclass(nested):
+            check_values(value, nested, f"{key}.")
+            continue
+        for check in spec.metadata.get("checks", ()):
+            if isinstance(value, float) and math.isnan(value):
+                raise ConfigError(key, "is nan; give a number.")
+            problem = check(value)
+            if problem:
+                raise ConfigError(key, problem)
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Command-line ``key=value`` overrides of typed keys, checked against the schema before Hydra runs."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    args = [a for a in argv if not a.startswith("-") and "=" in a]
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except HydraException as err:
+        raise ConfigError("command line", str(err).splitlines()[0]) from None
+    root = OmegaConf.structured(SagelabConfig)
+    known = {spec.name for spec in fields(SagelabConfig)}
+    for override in overrides:
+        key = override.key_or_group
+        head = key.split(".")[0]
+        if override.is_delete() or head in ("task", "model", "callbacks", "hydra") or key in GROUPS:
+            continue
+        if head not in known:
+            raise ConfigError(key, f"no such key; top-level keys are {', '.join(sorted(known))}.")
+        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+        for value in values:
+            try:
+                OmegaConf.update(root, key, value, merge=True, force_add=override.is_add())
+            except OmegaConfBaseException as err:
+                raise _schema_message(err) from None
+            # values whose check needs no other key (optim.lr=-1) fail here too, before Hydra composes
+            check_values(OmegaConf.masked_copy(root, [head]), SagelabConfig)
+
+
+register()

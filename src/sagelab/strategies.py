@@ -1,0 +1,36 @@
+"""Lightning strategies by name: ``conf/strategy/<name>.yaml`` names one of these in ``_target_``.
+
+A new strategy is a YAML file and, if Lightning has no ready object for it, a function here; the runner
+calls ``strategy._target_`` with the same keyword arguments whatever the strategy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def single(processes: int, num_nodes: int, backend: str) -> Any:
+    return "auto"
+
+
+def ddp(processes: int, num_nodes: int, backend: str, start_method: str = "popen") -> Any:
+    from lightning.pytorch.strategies import DDPStrategy
+
+    return DDPStrategy(process_group_backend=backend, start_method=start_method)
+
+
+def ddp_spawn(processes: int, num_nodes: int, backend: str) -> Any:
+    return ddp(processes, num_nodes, backend, start_method="spawn")
+
+
+def fsdp(processes: int, num_nodes: int, backend: str) -> Any:
+    """Parameters, gradients and optimizer state sharded over every process (``fully_shard`` per layer).
+
+    Lightning's ``FSDPStrategy`` wants CUDA; ``ModelParallelStrategy`` with one tensor-parallel rank is the same
+    sharding on CPU. Checkpoints are consolidated so that one process can evaluate them.
+    """
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    return ModelParallelStrategy(
+        data_parallel_size=processes * num_nodes, tensor_parallel_size=1, save_distributed_checkpoint=False,
+    )
