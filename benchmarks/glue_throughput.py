@@ -46,7 +46,7 @@ def run_hf(variant: str, args: argparse.Namespace) -> dict:
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments)
 
-    from sagelab.data.glue import load_split
+    from sagelab.tasks.glue.formats import load_split
     from sagelab.models import resolve_model_path
 
     torch.set_num_threads(args.threads)

@@ -113,7 +113,7 @@ def compose(args: argparse.Namespace, workdir: Path):
 
 def run_sagelab(cfg) -> dict:
     from sagelab.cli import dispatch
-    from sagelab.tasks.qa import QATask
+    from sagelab.tasks.qa.task import QATask
 
     LoopTimer.result = {}
     metrics = dispatch(cfg)
@@ -130,9 +130,9 @@ def run_hf(cfg, workdir: Path, threads: int, variant: str) -> dict:
     from transformers import (AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer, TrainerCallback,
                               TrainingArguments, default_data_collator, set_seed)
 
-    from sagelab.data import squad
+    from sagelab.tasks.qa import squad
     from sagelab.models import load_model, load_tokenizer
-    from sagelab.tasks.qa_postprocess import SquadV1, postprocess_qa_predictions
+    from sagelab.tasks.qa.postprocess import SquadV1, postprocess_qa_predictions
 
     torch.set_num_threads(threads)
     task, data = cfg.task, cfg.data

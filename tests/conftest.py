@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-import sagelab.config  # noqa: F401  (registers the ${root:} resolver before composing)
+import sagelab.schema  # noqa: F401  (registers the ${root:} resolver and the typed schema before composing)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from sagelab.config import ConfigError
-from sagelab.data.glue import load_split, read_cola
+from sagelab.tasks.glue.formats import load_split, read_cola
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "glue"
 

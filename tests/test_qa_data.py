@@ -1,4 +1,4 @@
-"""SQuAD reading, article split and run_qa-style tokenisation (sagelab.data.squad)."""
+"""SQuAD reading, article split and run_qa-style tokenisation (sagelab.tasks.qa.squad)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sagelab.config import PROJECT_ROOT, ConfigError
-from sagelab.data import squad
+from sagelab.tasks.qa import squad
 
 SQUAD_FILE = PROJECT_ROOT / "data" / "squad" / "dev-v1.1.json"
 
@@ -63,7 +63,7 @@ def test_malformed_file_is_named(tmp_path: Path) -> None:
 
 def test_answers_map_to_tokens_and_back(examples, tokenizer) -> None:
     """Gold answer -> start/end token of each window -> offsets -> the same text."""
-    from sagelab.tasks.qa_postprocess import postprocess_qa_predictions
+    from sagelab.tasks.qa.postprocess import postprocess_qa_predictions
 
     subset = examples.select(range(200))
     train = squad.tokenize_split(subset, tokenizer, max_seq_length=128, doc_stride=32, train=True)

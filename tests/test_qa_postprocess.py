@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sagelab.tasks.qa_postprocess import SquadV1, normalize_answer, postprocess_qa_predictions, score_one
+from sagelab.tasks.qa.postprocess import SquadV1, normalize_answer, postprocess_qa_predictions, score_one
 
 CONTEXT = "The quick brown fox jumps over the lazy dog near Paris."
 #          0   4     10    16  20    26   31  35   40  44   49

@@ -39,20 +39,18 @@ def compose(tmp_path: Path, *overrides: str) -> DictConfig:
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, override: str, key: str) -> None:
-    from sagelab.cli import check_paths
-    from sagelab.tasks.qa import QATask
+    from sagelab.tasks.qa.task import QATask
 
     cfg = compose(tmp_path, override)
     with pytest.raises(ConfigError) as err:
-        check_paths(cfg)
-        QATask(cfg).check()
+        QATask(cfg).validate()
     assert err.value.key == key
 
 
 def test_scoring_does_not_depend_on_how_evaluation_was_sharded() -> None:
     """Rows gathered from 2 ranks (interleaved, one repeated) score exactly like the ordered rows."""
-    from sagelab.tasks.qa import score_rows
-    from sagelab.tasks.qa_postprocess import SquadV1
+    from sagelab.tasks.qa.module import score_rows
+    from sagelab.tasks.qa.postprocess import SquadV1
 
     rng = np.random.default_rng(0)
     context = "alpha beta gamma delta epsilon zeta eta theta"
@@ -73,14 +71,16 @@ def test_scoring_does_not_depend_on_how_evaluation_was_sharded() -> None:
 
 
 def test_read_records_names_bad_lines(tmp_path: Path) -> None:
-    from sagelab.tasks.qa import read_qa_records
+    from sagelab.tasks.hf.predict import read_predict_input
+    from sagelab.tasks.qa.task import parse_qa_record
 
     array = tmp_path / "q.json"
     array.write_text('[\n  {"question": "Who?", "context": "Ann did."},\n  {"question": "Why?"},\n'
                      '  {"question": "When?", "context": "   "},\n  "text",\n  {"question": "Where?", "context": "Here."}\n]')
-    records, bad = read_qa_records(array)
+    records, bad = read_predict_input(array, parse_qa_record)
     assert [r["line"] for r in records] == [2, 6]
-    assert bad == [(3, "missing or empty 'context'"), (4, "missing or empty 'context'"), (5, "not a JSON object")]
+    assert [(b.line, b.reason) for b in bad] == [
+        (3, "missing or empty 'context'"), (4, "missing or empty 'context'"), (5, "not a JSON object")]
 
 
 def test_train_evaluate_and_predict_through_the_runner(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -135,7 +135,7 @@ def test_two_process_evaluation_scores_like_one(tmp_path: Path) -> None:
 
 def test_pretrained_model_fine_tunes_in_train_mode(tmp_path: Path) -> None:
     """from_pretrained returns eval mode; fine-tuning must still run with dropout on."""
-    from sagelab.tasks.qa import QATask
+    from sagelab.tasks.qa.task import QATask
 
     cfg = compose(tmp_path, "model=minilm")
     module = QATask(cfg).module()

@@ -32,9 +32,9 @@ def test_fsdp_trains_sharded(run_cli, tmp_path, make_cfg):
     assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"
     assert runs["metrics.val/mcc"].notna().all()
 
-    from sagelab.tasks.glue import SequenceClassifier
+    from sagelab.tasks.glue.task import GlueTask
 
-    full_bytes = sum(p.numel() * 4 * 3 for p in SequenceClassifier(make_cfg(*TINY)).parameters())  # fp32 + Adam m, v
+    full_bytes = sum(p.numel() * 4 * 3 for p in GlueTask(make_cfg(*TINY)).module().parameters())  # fp32 + Adam m, v
     held = runs.iloc[0]["metrics.memory/param_optim_mb"] * 2**20
     assert held == pytest.approx(full_bytes / 2, rel=0.02)  # each of 2 processes holds half
 

@@ -115,16 +115,16 @@ def test_mode_compare_lines_up_runs(make_cfg, tmp_path, capsys):
 
 def test_holdout_validates_on_training_data_and_tests_on_dev(make_cfg, tmp_path):
     """data.holdout: selection data comes out of the training set; the dev set is scored once, as test/*."""
-    from sagelab.tasks.glue import GlueDataModule
+    from sagelab.tasks.glue.task import GlueTask
 
     cfg = make_cfg("task=glue_mrpc", "data.holdout=0.25", "data.train_limit=48", "data.eval_limit=16")
-    datamodule = GlueDataModule(cfg)
+    datamodule = GlueTask(cfg).datamodule()
     datamodule.setup()
     train, held, test = (datamodule.splits[s] for s in ("train", "eval", "test"))
     assert (len(train), len(held), len(test)) == (36, 12, 16)
     pairs = lambda d: {tuple(x) for x in d["input_ids"]}  # noqa: E731
     assert not pairs(train) & pairs(held)  # the held-out slice is never trained on
-    other_seed = GlueDataModule(make_cfg("task=glue_mrpc", "data.holdout=0.25", "data.train_limit=48", "seed=7"))
+    other_seed = GlueTask(make_cfg("task=glue_mrpc", "data.holdout=0.25", "data.train_limit=48", "seed=7")).datamodule()
     other_seed.setup()
     assert pairs(other_seed.splits["eval"]) == pairs(held)  # every run and trial holds out the same examples
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -41,24 +41,24 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-def load_tokenizer(model_cfg: DictConfig) -> Any:
+def load_tokenizer(model_cfg: Mapping[str, Any]) -> Any:
     from transformers import AutoTokenizer
 
     source = model_cfg.get("tokenizer") or model_cfg.name_or_path
     return AutoTokenizer.from_pretrained(resolve_model_path(str(source)), use_fast=True)
 
 
-def load_config(model_cfg: DictConfig, **task_kwargs: Any) -> Any:
+def load_config(model_cfg: Mapping[str, Any], **task_kwargs: Any) -> Any:
     from transformers import AutoConfig
 
-    overrides = model_cfg.get("config_overrides")
-    overrides = OmegaConf.to_container(overrides, resolve=True) if overrides else {}
+    overrides = model_cfg.get("config_overrides") or {}
+    overrides = OmegaConf.to_container(overrides, resolve=True) if OmegaConf.is_config(overrides) else dict(overrides)
     return AutoConfig.from_pretrained(
         resolve_model_path(str(model_cfg.name_or_path)), **overrides, **task_kwargs
     )
 
 
-def load_model(model_cfg: DictConfig, auto_class: Any, **task_kwargs: Any) -> Any:
+def load_model(model_cfg: Mapping[str, Any], auto_class: Any, **task_kwargs: Any) -> Any:
     """Load (or, with ``pretrained=false``, randomly initialise) ``auto_class`` for this model."""
     config = load_config(model_cfg, **task_kwargs)
     if model_cfg.get("pretrained", True):

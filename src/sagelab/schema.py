@@ -292,8 +292,8 @@ def check_overrides(argv: list[str]) -> None:
     for override in overrides:
         key = override.key_or_group
         head = key.split(".")[0]
-        if override.is_delete() or head in ("task", "model", "callbacks", "hydra") or key in GROUPS:
-            continue
+        if override.is_delete() or "/" in key or head in ("task", "model", "callbacks", "hydra") or key in GROUPS:
+            continue  # groups (hydra/launcher=joblib) and blocks checked once composed
         if head not in known:
             raise ConfigError(key, f"no such key; top-level keys are {', '.join(sorted(known))}.")
         values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]

@@ -147,23 +147,3 @@ def make_loader(
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=pad_collate(pad_token_id), num_workers=num_workers
     )
-
-
-def loader_for(cfg: Any, dataset: Any, pad_token_id: int, *, train: bool, lengths: Sequence[int] | None = None):
-    """:func:`make_loader` with the batch size, grouping, seed and workers of the run's config.
-
-    ``lengths`` defaults to the lengths of ``dataset["input_ids"]``.
-    """
-    if lengths is None:
-        lengths = [len(ids) for ids in dataset["input_ids"]]
-    return make_loader(
-        dataset,
-        lengths,
-        int(cfg.optim.batch_size if train else cfg.optim.eval_batch_size),
-        pad_token_id=pad_token_id,
-        train=train,
-        group_by_length=bool(cfg.data.group_by_length),
-        seed=int(cfg.seed),
-        num_workers=int(cfg.data.num_workers),
-    )
-

@@ -1,0 +1,98 @@
+"""GLUE sentence(-pair) classification and regression: CoLA, SST-2, MRPC, STS-B.
+
+The reference task family: a config (``conf/task/glue_*.yaml``) names the file format, the text columns,
+the label count (1 means regression) and the metrics; this class maps them onto the data module and the
+Lightning module, and everything else is the shared runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from omegaconf import MISSING
+
+from sagelab.config import ConfigError, check_file
+from sagelab.schema import checked, one_of, positive
+from sagelab.tasks.base import Task
+from sagelab.tasks.glue.formats import READERS, is_local_source
+
+if TYPE_CHECKING:
+    from sagelab.context import TaskContext
+    from sagelab.tasks.glue.data import GlueDataModule
+    from sagelab.tasks.glue.module import SequenceClassifier
+
+METRICS = ("accuracy", "f1", "mcc", "pearson", "spearman")
+
+
+@dataclass(kw_only=True)
+class GlueConfig:
+    _target_: str = MISSING
+    name: str = MISSING
+    metric: str = MISSING
+    metric_mode: str = checked("max", one_of("max", "min"))
+    metrics: list[str] = MISSING
+    num_labels: int = checked(MISSING, positive)  # 1 = regression
+    text_fields: list[str] = MISSING
+    format: str = checked(MISSING, one_of(*READERS))
+    source: str = MISSING  # a folder of GLUE files, or a hub dataset name
+    hub_config: Optional[str] = None
+    hub_eval_split: str = "validation"
+    train_file: str = MISSING
+    eval_files: list[str] = MISSING
+    check_paths: list[str] = field(default_factory=list)
+    run_only_keys: list[str] = field(default_factory=list)
+
+
+class GlueTask(Task):
+    config_class = GlueConfig
+    model_kinds = ("transformer",)
+    supports_holdout = True
+
+    def check(self) -> None:
+        task = self.cfg.task
+        unknown = [m for m in task.metrics if m not in METRICS]
+        if unknown:
+            raise ConfigError("task.metrics", f"unknown metric {unknown[0]!r}; known: {', '.join(METRICS)}.")
+        if self.metric.split("/")[-1] not in task.metrics:
+            raise ConfigError("task.metric", f"'{self.metric}' is not one of val/{{{','.join(task.metrics)}}}.")
+        if is_local_source(str(task.source)):
+            for name in [task.train_file, *task.eval_files]:
+                check_file("task.source", Path(task.source) / name, "data file")
+
+    def datamodule(self) -> GlueDataModule:
+        from sagelab.tasks.glue.data import GlueDataModule
+
+        cfg, task = self.cfg, self.cfg.task
+        return GlueDataModule(
+            backbone=cfg.model, source=str(task.source), fmt=str(task.format), text_fields=list(task.text_fields),
+            train_files=[str(task.train_file)], eval_files=[str(f) for f in task.eval_files],
+            hub_config=task.get("hub_config"), hub_eval_split=str(task.hub_eval_split), data=cfg.data,
+            batch_size=int(cfg.optim.batch_size), eval_batch_size=int(cfg.optim.eval_batch_size), seed=int(cfg.seed),
+        )
+
+    def module(self) -> SequenceClassifier:
+        from sagelab.tasks.glue.module import SequenceClassifier
+
+        optim = self.cfg.optim
+        return SequenceClassifier(
+            backbone=self.cfg.model, num_labels=int(self.cfg.task.num_labels), metrics=list(self.cfg.task.metrics),
+            lr=optim.lr, weight_decay=optim.weight_decay, warmup_ratio=optim.warmup_ratio,
+        )
+
+    def predict(self, context: TaskContext) -> dict[str, Any]:
+        """Label each record of ``predict.input`` (JSON Lines or a JSON array of objects with the text fields)."""
+        from sagelab.models import load_tokenizer
+        from sagelab.tasks.hf.predict import run_predict, text_fields_parser
+        from sagelab.tasks.glue.module import label_batch
+
+        fields = list(self.cfg.task.text_fields)
+        tokenizer = load_tokenizer(self.cfg.model)
+        max_length = int(self.cfg.data.max_length)
+
+        def answer(module: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            answers = label_batch(module, tokenizer, [[r[f] for r in records] for f in fields], max_length)
+            return [{**record, **result} for record, result in zip(records, answers)]
+
+        return run_predict(context, text_fields_parser(fields), answer)

@@ -1,0 +1,116 @@
+"""Extractive question answering (SQuAD v1.1): ``python run.py task=qa strategy=ddp``.
+
+Data: :mod:`sagelab.tasks.qa.squad` (article split, run_qa.py windows, cached features). Model: any
+``AutoModelForQuestionAnswering`` through the shared :class:`~sagelab.tasks.hf.module.HFModule` recipe.
+Evaluation gathers the logits of every window from every rank, orders them by feature index and
+post-processes them once, so a 2-process evaluation scores exactly what a 1-process evaluation of the same
+checkpoint scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from omegaconf import MISSING
+
+from sagelab.config import ConfigError, check_file
+from sagelab.schema import checked, one_of, positive
+from sagelab.tasks.base import Task
+from sagelab.tasks.qa.squad import looks_like_path
+
+if TYPE_CHECKING:
+    from sagelab.context import TaskContext
+    from sagelab.tasks.qa.data import SquadDataModule
+    from sagelab.tasks.qa.module import QuestionAnswerer
+
+
+@dataclass(kw_only=True)
+class QAConfig:
+    _target_: str = MISSING
+    name: str = MISSING
+    metric: str = checked(MISSING, one_of("val/f1", "val/exact_match"))
+    metric_mode: str = checked("max", one_of("max", "min"))
+    source: str = MISSING  # a SQuAD v1.1 JSON file, or a hub dataset name
+    hub_splits: list[str] = field(default_factory=lambda: ["validation"])
+    train_articles: Optional[int] = checked(None, positive)  # None: every article not held out
+    eval_articles: int = checked(MISSING, positive)
+    split_seed: Optional[int] = None
+    max_seq_length: int = checked(384, positive)
+    doc_stride: int = checked(128, positive)
+    n_best_size: int = checked(20, positive)
+    max_answer_length: int = checked(30, positive)
+    cache_dir: Optional[str] = None
+    check_paths: list[str] = field(default_factory=list)
+    run_only_keys: list[str] = field(default_factory=list)
+
+
+class QATask(Task):
+    config_class = QAConfig
+    model_kinds = ("transformer",)
+
+    def check(self) -> None:
+        task = self.cfg.task
+        if int(task.doc_stride) >= int(task.max_seq_length):
+            raise ConfigError("task.doc_stride", f"({task.doc_stride}) must be smaller than task.max_seq_length "
+                              f"({task.max_seq_length}): it is the overlap between windows.")
+        if looks_like_path(str(task.source)) or Path(str(task.source)).suffix:
+            check_file("task.source", str(task.source), "SQuAD JSON file")
+
+    def datamodule(self) -> SquadDataModule:
+        from sagelab.tasks.qa.data import SquadDataModule
+
+        cfg, task = self.cfg, self.cfg.task
+        return SquadDataModule(
+            backbone=cfg.model, source=str(task.source), hub_splits=list(task.hub_splits),
+            train_articles=task.train_articles, eval_articles=int(task.eval_articles), split_seed=task.split_seed,
+            max_seq_length=int(task.max_seq_length), doc_stride=int(task.doc_stride), cache_dir=task.cache_dir,
+            data=cfg.data, batch_size=int(cfg.optim.batch_size), eval_batch_size=int(cfg.optim.eval_batch_size),
+            seed=int(cfg.seed),
+        )
+
+    def module(self) -> QuestionAnswerer:
+        from sagelab.tasks.qa.module import QuestionAnswerer
+
+        optim, task = self.cfg.optim, self.cfg.task
+        return QuestionAnswerer(
+            backbone=self.cfg.model, n_best_size=int(task.n_best_size), max_answer_length=int(task.max_answer_length),
+            lr=optim.lr, weight_decay=optim.weight_decay, warmup_ratio=optim.warmup_ratio,
+        )
+
+    def on_evaluated(self, context: TaskContext, module: Any, metrics: dict[str, float]) -> None:
+        """Log the answers and n-best lists of the evaluation as MLflow artifacts."""
+        if getattr(module, "last_predictions", None):
+            context.tracker.log_dict(module.last_predictions, "qa/predictions.json")
+            context.tracker.log_dict(module.last_nbest, "qa/nbest_predictions.json")
+
+    def predict(self, context: TaskContext) -> dict[str, Any]:
+        """Answer each {question, context} record of ``predict.input`` (JSON Lines or a JSON array)."""
+        from sagelab.models import load_tokenizer
+        from sagelab.tasks.hf.predict import run_predict
+        from sagelab.tasks.qa.module import answer_records
+
+        task, tokenizer = self.cfg.task, load_tokenizer(self.cfg.model)
+        path = self.cfg.predict.input
+
+        def answer(module: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            answers = answer_records(module, tokenizer, records, int(task.max_seq_length), int(task.doc_stride),
+                                     int(task.n_best_size), int(task.max_answer_length))
+            for result in answers:
+                print(f"{path}:{result['line']}: {result['answer']!r} "
+                      f"(score {result['score']:.2f}, probability {result['probability']:.2f})")
+            return answers
+
+        return run_predict(context, parse_qa_record, answer, artifact_dir="qa")
+
+
+def parse_qa_record(value: Any, line: int) -> dict[str, Any] | str:
+    """A record needs a non-empty string ``question`` and ``context``; ``id`` is optional."""
+    if not isinstance(value, dict):
+        return "not a JSON object"
+    for name in ("question", "context"):
+        if not isinstance(value.get(name), str) or not value[name].strip():
+            return f"missing or empty '{name}'"
+    return {"line": line, "id": str(value.get("id", f"line{line}")), "question": value["question"],
+            "context": value["context"]}
