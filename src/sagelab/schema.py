@@ -263,7 +263,10 @@ def check_values(cfg: Any, schema: type = SagelabConfig, prefix: str = "") -> No
     for spec in fields(schema):
         if spec.name not in cfg:  # absent, or still MISSING
             continue
-        value = cfg[spec.name]
+        try:
+            value = cfg[spec.name]
+        except OmegaConfBaseException:  # an interpolation that resolves only inside Hydra's job (${hydra:...})
+            continue
         key = f"{prefix}{spec.name}"
         nested = spec.default_factory if spec.default_factory is not NO_FACTORY else None  # type: ignore[misc]
         if nested is not None and is_dataclass(nested):
@@ -302,8 +305,10 @@ def check_overrides(argv: list[str]) -> None:
                 OmegaConf.update(root, key, value, merge=True, force_add=override.is_add())
             except OmegaConfBaseException as err:
                 raise _schema_message(err) from None
-            # values whose check needs no other key (optim.lr=-1) fail here too, before Hydra composes
-            check_values(OmegaConf.masked_copy(root, [head]), SagelabConfig)
+            # values whose check needs no other key (optim.lr=-1) fail here too, before Hydra composes;
+            # an interpolation (${hydra:...}) is checked once it can be resolved
+            if not (isinstance(value, str) and "${" in value):
+                check_values(OmegaConf.masked_copy(root, [head]), SagelabConfig)
 
 
 register()
