@@ -114,6 +114,22 @@ def test_a_crashing_trial_is_recorded_and_the_study_goes_on(tmp_path, algorithm)
     assert summary["best_config"]["wd"] == 0.01
 
 
+def test_algorithm_files_share_one_base_that_is_not_an_option(capsys):
+    from sagelab.cli import check_group_choices
+    from sagelab.config import group_options
+
+    options = group_options(PROJECT_ROOT / "conf" / "hpo")
+    assert "_base" not in options and {"asha", "moasha", "nsga2", "none"} <= set(options)
+    base = compose("hpo=asha").hpo
+    for name in options:
+        if name != "none":
+            hpo = compose(f"hpo={name}").hpo
+            assert hpo.name == name and list(hpo) == list(base)  # every key of _base, in its order
+    with pytest.raises(SystemExit) as stop:
+        check_group_choices(["hpo=_base"], PROJECT_ROOT / "conf")
+    assert stop.value.code == 2 and "hpo: there is no option '_base'" in capsys.readouterr().err
+
+
 def test_bad_study_config_is_reported_before_any_trial(tmp_path):
     cases = [
         (["search_space.params.lr.low=-1.0"], "search_space.params.lr.low"),
