@@ -80,3 +80,28 @@ def test_killed_study_resumes_with_the_same_command(tmp_path, algorithm, signum)
     parents = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`sagelab.hpo.role` = 'parent'")
     assert len(parents) == 1 and parents.iloc[0]["run_id"] == state["parent_run_id"]
     assert parents.iloc[0]["status"] == "FINISHED" and parents.iloc[0]["metrics.n_completed"] >= 3
+
+
+def test_a_session_starts_from_what_earlier_sessions_left(tmp_path):
+    """Both backends open a session the same way: lost trials marked, budgets counted over all sessions."""
+    from types import SimpleNamespace
+
+    from sagelab.hpo.records import StudyState, open_session, update_trial, write_json
+
+    spec = SimpleNamespace(dir=tmp_path, max_trials=5, max_wallclock_s=100.0, max_cost_usd=1.0)
+    trials = [(0, "completed", 0.25), (1, "failed", 0.0), (2, "pruned", 0.25), (3, "running", 0.1)]
+    for trial_id, status, cost in trials:
+        update_trial(tmp_path / "trials" / str(trial_id), trial_id=trial_id, status=status)
+        write_json(tmp_path / "trials" / str(trial_id) / "result.json", {"history": [{"cost_usd": cost}]})
+    state = StudyState(tmp_path)
+    state.data["sessions"] = [{"elapsed_s": 30.0}]
+    session, interrupted, records, budget = open_session(spec, state)
+    assert session == 1 and interrupted == [3] and [r["status"] for r in records][-1] == "interrupted"
+    assert budget.trials_left == 2  # three finished; the interrupted one is run again, not counted
+    assert budget.wall_left == 70.0 and budget.cost_before == 0.6 and not budget.exhausted
+    for spent in ({"max_trials": 3}, {"max_wallclock_s": 30.0}, {"max_cost_usd": 0.6}):
+        _, _, _, budget = open_session(SimpleNamespace(**{**vars(spec), **spent}), StudyState(tmp_path))
+        assert budget.exhausted, spent
+    _, _, _, budget = open_session(SimpleNamespace(dir=tmp_path, max_trials=None, max_wallclock_s=None,
+                                                   max_cost_usd=None), StudyState(tmp_path))
+    assert (budget.trials_left, budget.wall_left, budget.exhausted) == (None, None, False)

@@ -99,19 +99,34 @@ def test_best_configs_in_the_experiment_group_need_no_search_path():
 
 @pytest.mark.parametrize("algorithm", ["random", "nsga2"])
 def test_a_crashing_trial_is_recorded_and_the_study_goes_on(tmp_path, algorithm):
-    # optim.weight_decay=-1 is rejected by the trial's config check (exit status 2), like a real run's
-    bad = "+search_space.params.wd={type:choice,values:[0.01,-1.0],key:optim.weight_decay}"
-    summary = run(*study_args(tmp_path, f"hpo={algorithm}", "search_space=glue_default", bad,
-                              "hpo.max_trials=6", "hpo.max_resource=1", "hpo.n_workers=2"))
+    # trials 1 and 3 raise in the trial program, whatever they drew and however the two workers interleave
+    summary = run(*study_args(tmp_path, f"hpo={algorithm}", "search_space=glue_default",
+                              "+synthetic.crash_trials=[1,3]", "hpo.max_trials=6", "hpo.max_resource=1",
+                              "hpo.n_workers=2"))
     assert summary["n_trials"] == 6
-    assert summary["n_failed"] >= 1 and summary["n_completed"] >= 1
-    assert summary["n_failed"] + summary["n_completed"] == 6
+    assert (summary["n_failed"], summary["n_completed"]) == (2, 4)
     for tdir in (Path(summary["study_dir"]) / "trials").iterdir():
         record = json.loads((tdir / "trial.json").read_text())
-        assert (record["config"]["wd"] < 0) == (record["status"] == "failed")
+        assert record["status"] == ("failed" if record["trial_id"] in (1, 3) else "completed")
         if record["status"] == "failed":
-            assert "optim.weight_decay" in record["error"]
-    assert summary["best_config"]["wd"] == 0.01
+            assert "crashes on purpose" in record["error"]
+    assert summary["best_trial"] not in (1, 3)
+
+
+def test_algorithm_files_share_one_base_that_is_not_an_option(capsys):
+    from sagelab.cli import check_group_choices
+    from sagelab.config import group_options
+
+    options = group_options(PROJECT_ROOT / "conf" / "hpo")
+    assert "_base" not in options and {"asha", "moasha", "nsga2", "none"} <= set(options)
+    base = compose("hpo=asha").hpo
+    for name in options:
+        if name != "none":
+            hpo = compose(f"hpo={name}").hpo
+            assert hpo.name == name and list(hpo) == list(base)  # every key of _base, in its order
+    with pytest.raises(SystemExit) as stop:
+        check_group_choices(["hpo=_base"], PROJECT_ROOT / "conf")
+    assert stop.value.code == 2 and "hpo: there is no option '_base'" in capsys.readouterr().err
 
 
 def test_bad_study_config_is_reported_before_any_trial(tmp_path):
@@ -122,6 +137,7 @@ def test_bad_study_config_is_reported_before_any_trial(tmp_path):
         (["hpo.metrics=[error,latency_ms]", "hpo.modes=[min,min]"], "hpo.metrics"),  # asha: one objective
         (["hpo.grace_period=5"], "hpo.grace_period"),
         (["hpo.max_trials=null", "hpo.max_wallclock_s=null"], "hpo.max_trials"),
+        (["+hpo.latency.batch_size=8"], "hpo.latency.batch_size"),  # gone: the whole first batch is timed
     ]
     from sagelab.hpo.study import run_study
 

@@ -41,10 +41,11 @@ _register_resolvers()
 def group_options(folder: Path) -> list[str]:
     """The options of a Hydra config group folder, as ``group=<option>`` names them (nested: ``hpo/<name>``).
 
-    Files whose name (or folder) starts with ``_`` are shared bases that options include, not options.
+    A file or folder whose name starts with ``_`` (``hpo/_base.yaml``) is a building block that options pull in
+    through their defaults list, not an option.
     """
-    names = (p.relative_to(folder) for p in Path(folder).rglob("*.yaml"))
-    return sorted(n.with_suffix("").as_posix() for n in names if not any(part.startswith("_") for part in n.parts))
+    options = (p.relative_to(folder).with_suffix("") for p in Path(folder).rglob("*.yaml"))
+    return sorted(o.as_posix() for o in options if not any(part.startswith("_") for part in o.parts))
 
 
 def resolved(cfg: DictConfig) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from sagelab.config import PROJECT_ROOT
-from sagelab.hpo.space import SearchSpace
+from sagelab.hpo.space import SearchSpace, plain
 from sagelab.hpo.spec import StudySpec
 
 
@@ -75,7 +75,7 @@ def experiment_content(
         if name not in space.params:
             continue
         param = space.params[name]
-        value = getattr(value, "item", lambda: value)()
+        value = plain(value)
         if (conf_dir / param.key).is_dir():
             defaults = [d for d in defaults if f"override /{param.key}" not in d]
             defaults.append({f"override /{param.key}": str(value)})

@@ -17,6 +17,7 @@ through ``logger.parent_run_id``).
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import lightning as L
@@ -32,9 +33,14 @@ class HPOCallback(L.Callback):
         self.latency_ms: float | None = None
         self._train_start: float | None = None
 
-    # -- MLflow: the trial's run is a child of the study's run ------------------------------
+    # -- before fit: a latency objective needs a predict step; the trial's MLflow run is a child of the study's --
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage != "fit" or not trainer.is_global_zero:
+        if stage != "fit":
+            return
+        if "latency_ms" in [o.name for o in self.reporter.objectives] and not has_predict_step(pl_module):
+            raise RuntimeError(f"objective latency_ms times the module's predict_step, and {type(pl_module).__name__} "
+                               "defines neither predict_step nor forward.")
+        if not trainer.is_global_zero:
             return
         spec = self.reporter.spec
         for logger in trainer.loggers:
@@ -67,66 +73,56 @@ class HPOCallback(L.Callback):
         if self.reporter.report(float(value), self.latency_ms, logged, train_time_s=elapsed):
             trainer.should_stop = True
 
-    # -- latency: a fixed validation batch, after warm-up, in this process's thread setting ------
+    # -- latency: the module's own predict_step on the first validation batch, after warm-up ------
     def _measure_latency(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float | None:
+        """Milliseconds per example of ``pl_module.predict_step`` on the first validation batch, taken as it is.
+
+        The batch is moved like any batch (``trainer.strategy.batch_to_device``: the module's transfer hooks), timed
+        in eval mode under ``torch.inference_mode`` and the precision plugin's predict context, and counted by
+        :func:`examples_in`. Nothing here knows the task's batch format. ``None`` when there is no validation
+        loader, or the module has no inference step to time (and latency_ms is not an objective: see setup).
+        """
         loader = trainer.val_dataloaders
         if isinstance(loader, (list, tuple)):
             loader = loader[0] if loader else None
-        if loader is None:
+        if loader is None or not has_predict_step(pl_module):
             return None
-        rng = torch.get_rng_state()  # creating an iterator draws a seed; keep training's RNG stream intact
-        try:
-            batch = next(iter(loader))
-        finally:
-            torch.set_rng_state(rng)
-        n = int(self.reporter.spec.latency.get("batch_size", 8))
-        batch, count = _head(batch, n)
-        batch = _to_device(batch, pl_module.device)
-        forward = _inference_fn(pl_module, batch)
+        rng = torch.get_rng_state()  # drawing the batch (and any sampling in predict_step) must not move training's RNG
         was_training = pl_module.training
-        pl_module.eval()
         try:
-            with torch.inference_mode(), trainer.precision_plugin.forward_context():
+            batch = trainer.strategy.batch_to_device(next(iter(loader)), dataloader_idx=0)
+            count = examples_in(pl_module, batch)
+            pl_module.eval()
+            with torch.inference_mode(), trainer.precision_plugin.predict_step_context():
                 return measure_latency_ms(
-                    forward,
+                    lambda: pl_module.predict_step(batch, 0),
                     count,
                     warmup=int(self.reporter.spec.latency.get("warmup", 2)),
                     repeats=int(self.reporter.spec.latency.get("repeats", 5)),
                 )
         finally:
             pl_module.train(was_training)
+            torch.set_rng_state(rng)
 
 
-def _head(batch: Any, n: int) -> tuple[Any, int]:
-    """The first ``n`` examples of a batch (dict / tuple of tensors, or a tensor) and their count."""
-    if isinstance(batch, torch.Tensor):
-        return batch[:n], min(n, len(batch))
-    if isinstance(batch, dict):
-        sizes = [len(v) for v in batch.values() if isinstance(v, torch.Tensor) and v.dim() > 0]
-        count = min([n, *sizes]) if sizes else n
-        return {k: (v[:n] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in batch.items()}, count
-    if isinstance(batch, (list, tuple)):
-        parts = [_head(b, n) for b in batch]
-        return type(batch)(p[0] for p in parts), min((p[1] for p in parts), default=n)
-    return batch, n
+def has_predict_step(module: L.LightningModule | type[L.LightningModule]) -> bool:
+    """Whether a module can predict: its own ``predict_step``, or Lightning's default one over its own ``forward``."""
+    cls = module if isinstance(module, type) else type(module)
+    return cls.predict_step is not L.LightningModule.predict_step or cls.forward is not L.LightningModule.forward
 
 
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(b, device) for b in batch)
-    return batch
+def examples_in(module: L.LightningModule, batch: Any) -> int:
+    """How many examples ``batch`` holds: the module's ``batch_size_of(batch)`` if it defines that hook, else the
+    length of the first tensor in the batch (Lightning's ``extract_batch_size``), else 1 (an opaque batch)."""
+    hook = getattr(module, "batch_size_of", None)
+    if callable(hook):
+        return int(hook(batch))
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.utilities.data import extract_batch_size
 
-
-def _inference_fn(module: L.LightningModule, batch: Any) -> Any:
-    """Plain inference on ``batch``: the module's own forward, else its wrapped ``model``, else predict_step."""
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "label")} if isinstance(batch, dict) else batch
-    if type(module).forward is not L.LightningModule.forward:
-        return lambda: module(**inputs) if isinstance(inputs, dict) else module(inputs)
-    model = getattr(module, "model", None)
-    if isinstance(model, torch.nn.Module):
-        return lambda: model(**inputs) if isinstance(inputs, dict) else model(inputs)
-    return lambda: module.predict_step(batch, 0)
+    with warnings.catch_warnings():  # its "ambiguous collection" advice is about self.log; the first tensor decides
+        warnings.simplefilter("ignore")
+        try:
+            return int(extract_batch_size(batch))
+        except MisconfigurationException:
+            return 1

@@ -5,9 +5,9 @@ Built-in objectives (all minimised):
 * ``error`` -- the task's validation error: ``1 - metric`` for a task whose
   headline metric is maximised (``val/mcc``, ``val/f1``, ``val/pearson``), the
   metric itself for a minimised one;
-* ``latency_ms`` -- inference latency per example on a fixed validation batch,
-  measured after warm-up in the trial's own process (so with the instance's
-  thread count);
+* ``latency_ms`` -- inference latency per example: the module's own
+  ``predict_step`` on the first validation batch, measured after warm-up in the
+  trial's own process (so with the instance's thread count);
 * ``cost_usd`` -- training wall time x the instance's ``price_per_hour``;
 * ``train_time_s`` -- training wall time.
 

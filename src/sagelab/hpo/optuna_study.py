@@ -22,13 +22,11 @@ import time
 from typing import Any
 
 from sagelab.hpo.records import (
-    FINISHED,
     StudyState,
     finish_trial,
-    load_trials,
-    mark_interrupted,
+    open_session,
     read_json,
-    trial_cost,
+    tail,
     update_trial,
 )
 from sagelab.hpo.spec import StudySpec
@@ -138,7 +136,7 @@ class _Trials:
         history = result.get("history") or []
         if code != 0 or not history:
             reason = f"exit code {code}" if code != 0 else "no validation round reported"
-            finish_trial(tdir, spec.keep_checkpoints, status="failed", error=_tail(tdir / "std.err"))
+            finish_trial(tdir, spec.keep_checkpoints, status="failed", error=tail(tdir / "std.err"))
             raise TrialFailed(f"trial {trial.number} failed ({reason}); see {tdir / 'std.err'}")
         last = history[-1]
         trial.set_user_attr("cost_usd", float(last.get("cost_usd", 0.0)))
@@ -157,33 +155,18 @@ class _Trials:
                 proc.kill()
 
 
-def _tail(path: Any, lines: int = 30) -> str:
-    try:
-        return "".join(path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
-    except FileNotFoundError:
-        return ""
-
-
 def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
     """Run (or continue) an Optuna study; returns what this session did."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    interrupted = mark_interrupted(spec.dir)
-    session = state.begin_session()
+    session, interrupted, _, budget = open_session(spec, state)
     study, storage = open_study(spec, spec.seed + 1000 * session)
     requeue_lost(spec, study, storage, interrupted)
-    records = load_trials(spec.dir)
-    finished = [r for r in records if r.get("status") in FINISHED]
-    left_trials = None if spec.max_trials is None else spec.max_trials - len(finished)
-    left_wall = None if spec.max_wallclock_s is None else spec.max_wallclock_s - state.elapsed_before()
     info = {"session": session, "interrupted_before": interrupted, "new_trials": 0}
-    cost_before = sum(trial_cost(r) for r in records)
-    if (left_trials is not None and left_trials <= 0) or (left_wall is not None and left_wall <= 0):
+    if budget.exhausted:
         return info
-    if spec.max_cost_usd is not None and cost_before >= spec.max_cost_usd:
-        return info
-    deadline = None if left_wall is None else time.monotonic() + left_wall
+    deadline = None if budget.wall_left is None else time.monotonic() + budget.wall_left
     runner = _Trials(spec, deadline)
     started = len(study.trials)
 
@@ -197,8 +180,8 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
     try:
         study.optimize(
             runner.objective,
-            n_trials=left_trials,
-            timeout=left_wall,
+            n_trials=budget.trials_left,
+            timeout=budget.wall_left,
             n_jobs=spec.n_workers,
             catch=(TrialFailed,),
             callbacks=[after_trial],

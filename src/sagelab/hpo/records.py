@@ -11,7 +11,10 @@ Layout of ``mlruns/hpo/<study>/``::
     results/              trials.csv, pareto.csv, plots, summary.json
 
 Files are replaced atomically, so a study killed at any moment leaves every
-finished trial readable; that is what resuming relies on.
+finished trial readable; that is what resuming relies on. Each session of either
+backend starts from :func:`open_session`: the trials a dead session left running
+are marked interrupted, and the budget left (:class:`Budget`) is counted over all
+earlier sessions.
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from sagelab.hpo.spec import StudySpec
 
 # trial statuses: running -> completed | stopped (by the scheduler or the budget) | pruned | failed;
 # a trial still "running" when its study died is "interrupted" and is not counted as finished.
@@ -137,3 +144,61 @@ def trial_cost(record: dict[str, Any]) -> float:
     result = record.get("result") or {}
     history = result.get("history") or []
     return float(history[-1].get("cost_usd", 0.0)) if history else 0.0
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a trial's file (``std.err``), or "" if it was never written."""
+    try:
+        return "".join(Path(path).read_text(errors="replace").splitlines(keepends=True)[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a new session may still spend: the study's budgets minus what earlier sessions used.
+
+    ``None`` means that budget is not set. Both backends start a session from this.
+    """
+
+    trials_left: int | None     # hpo.max_trials minus the finished trials
+    wall_left: float | None     # hpo.max_wallclock_s minus earlier sessions' elapsed seconds
+    cost_before: float          # cost_usd of every trial recorded so far
+    max_cost_usd: float | None  # hpo.max_cost_usd (a session stops when cost_before + its own cost reach it)
+
+    @property
+    def exhausted(self) -> bool:
+        """Nothing is left: the session starts no trial."""
+        return (
+            (self.trials_left is not None and self.trials_left <= 0)
+            or (self.wall_left is not None and self.wall_left <= 0)
+            or (self.max_cost_usd is not None and self.cost_before >= self.max_cost_usd)
+        )
+
+
+def remaining_budget(spec: StudySpec, state: StudyState, records: list[dict[str, Any]]) -> Budget:
+    """The budget left for this session, given the study's trial records (:func:`load_trials`)."""
+    finished = sum(1 for r in records if r.get("status") in FINISHED)
+    return Budget(
+        trials_left=None if spec.max_trials is None else spec.max_trials - finished,
+        wall_left=None if spec.max_wallclock_s is None else spec.max_wallclock_s - state.elapsed_before(),
+        cost_before=sum(trial_cost(r) for r in records),
+        max_cost_usd=spec.max_cost_usd,
+    )
+
+
+class Session(NamedTuple):
+    """A session of a study as it starts: its number, what the last one lost, the trials so far, what is left."""
+
+    number: int
+    interrupted: list[int]          # trials a dead session left running (now "interrupted")
+    records: list[dict[str, Any]]   # every trial so far (:func:`load_trials`)
+    budget: Budget
+
+
+def open_session(spec: StudySpec, state: StudyState) -> Session:
+    """Begin a session of ``spec``'s study: mark lost trials, record the session start, count the budget left."""
+    interrupted = mark_interrupted(spec.dir)
+    number = state.begin_session()
+    records = load_trials(spec.dir)
+    return Session(number, interrupted, records, remaining_budget(spec, state, records))

@@ -174,11 +174,11 @@ class SearchSpace:
 
     def overrides(self, config: Mapping[str, Any]) -> list[str]:
         """Hydra overrides for a sampled configuration (names not in the space are ignored)."""
-        return [self.params[n].override(_plain(v)) for n, v in config.items() if n in self.params]
+        return [self.params[n].override(plain(v)) for n, v in config.items() if n in self.params]
 
     def keys(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """``{config key: value}`` for a sampled configuration."""
-        return {self.params[n].key: _plain(v) for n, v in config.items() if n in self.params}
+        return {self.params[n].key: plain(v) for n, v in config.items() if n in self.params}
 
     def defaults(self, cfg: DictConfig) -> dict[str, Any]:
         """The composed config's own values for each parameter (the "default configuration")."""
@@ -202,7 +202,7 @@ class SearchSpace:
         return {"name": self.name, "params": params}
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """numpy scalars -> Python scalars, so they print and serialise plainly."""
     item = getattr(value, "item", None)
     return item() if callable(item) else value

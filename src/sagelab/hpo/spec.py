@@ -41,6 +41,8 @@ BUDGET_KEYS = ("max_trials", "max_wallclock_s", "max_cost_usd", "n_workers", "ma
 # keys the study sets on every trial itself; a command-line value for them would be ambiguous
 STUDY_KEYS = ("hpo", "search_space", "trainer.max_epochs", "checkpoint.dir", "hydra.run.dir", "callbacks.hpo",
               "logger.run_name")
+# hpo.latency: warm-up calls, then timed calls (the fastest counts) of predict_step on the first validation batch
+LATENCY_DEFAULTS = {"warmup": 2, "repeats": 10}
 DEFAULT_TRIAL_OVERRIDES = (
     "checkpoint.save_model=false",
     "checkpoint.every_n_steps=0",
@@ -76,7 +78,7 @@ class StudySpec:
     experiment_name: str
     artifact_location: str
     experiment_dir: str
-    latency: dict[str, int] = field(default_factory=lambda: {"batch_size": 8, "warmup": 2, "repeats": 10})
+    latency: dict[str, int] = field(default_factory=lambda: dict(LATENCY_DEFAULTS))
     keep_checkpoints: bool = False
     identity: str = ""  # digest of what defines the study (not its budget): a resume must match it
     parent_run_id: str | None = None
@@ -270,6 +272,11 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
     if backend == "syne_tune" and re.search(r"\s", str(study_dir) + sys.executable):
         raise ConfigError("hpo.dir", f"'{study_dir}' contains a space, which Syne Tune's LocalBackend cannot pass.")
     latency = dict(OmegaConf.to_container(hpo.get("latency") or {}, resolve=True))
+    for key in latency:
+        if key not in LATENCY_DEFAULTS:  # batch_size is gone: predict_step gets the whole first validation batch
+            hint = "; latency is timed on the whole first validation batch (sized by the task's eval batch size)"
+            raise ConfigError(f"hpo.latency.{key}", f"is not a latency setting (allowed: "
+                              f"{', '.join(LATENCY_DEFAULTS)}){hint if key == 'batch_size' else ''}.")
     return StudySpec(
         name=name,
         algorithm=algorithm,
@@ -297,7 +304,7 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         experiment_name=str(cfg.logger.experiment_name),
         artifact_location=str(cfg.logger.get("artifact_location") or PROJECT_ROOT / "mlruns" / "artifacts"),
         experiment_dir=str(hpo.get("experiment_dir") or PROJECT_ROOT / "conf" / "experiment" / "hpo"),
-        latency={"batch_size": 8, "warmup": 2, "repeats": 10, **latency},
+        latency={**LATENCY_DEFAULTS, **latency},
         keep_checkpoints=bool(hpo.get("keep_checkpoints", False)),
         identity=digest,
     )

@@ -28,6 +28,7 @@ from typing import Any, Iterator, Sequence
 from omegaconf import DictConfig
 
 from sagelab.hpo.records import StudyState, load_trials
+from sagelab.hpo.space import plain
 from sagelab.hpo.spec import StudySpec, build_spec
 
 
@@ -164,7 +165,7 @@ def finalize(spec: StudySpec, parent: Any | None = None) -> dict[str, Any]:
         summary["plots"] = [str(p) for p in plots]
         best = _best_row(scored, objectives, spec)
         record = {"trial_id": int(best["trial_id"]),
-                  "config": {k[len("config."):]: _plain(best[k]) for k in best.index if k.startswith("config.")}}
+                  "config": {k[len("config."):]: plain(best[k]) for k in best.index if k.startswith("config.")}}
         values = {n: float(best[n]) for n in names}
         path = write_experiment(spec, record, values, Path(spec.experiment_dir))
         summary.update(best_trial=record["trial_id"], best=values, best_config=record["config"],
@@ -176,11 +177,6 @@ def finalize(spec: StudySpec, parent: Any | None = None) -> dict[str, Any]:
     if parent is not None:
         _log_parent(spec, parent, summary, table)
     return summary
-
-
-def _plain(value: Any) -> Any:
-    item = getattr(value, "item", None)
-    return item() if callable(item) else value
 
 
 def _best_row(scored: Any, objectives: list, spec: StudySpec) -> Any:

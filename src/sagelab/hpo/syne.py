@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from sagelab.hpo.records import (
+    Budget,
     StudyState,
     finish_trial,
     load_trials,
-    mark_interrupted,
+    open_session,
     read_json,
-    trial_cost,
+    tail,
     update_trial,
 )
 from sagelab.hpo.report import EPOCH_KEY
@@ -180,7 +181,7 @@ def _callbacks(spec: StudySpec, state: StudyState, session: int) -> list[Any]:
             for trial_id, (_trial, status) in trial_status_dict.items():
                 tdir = spec.trial_dir(trial_id)
                 if status == Status.failed:
-                    finish_trial(tdir, spec.keep_checkpoints, status="failed", error=_tail(tdir / "std.err"))
+                    finish_trial(tdir, spec.keep_checkpoints, status="failed", error=tail(tdir / "std.err"))
                 elif status == Status.completed:
                     if (read_json(tdir / "trial.json") or {}).get("status") == "running":
                         finish_trial(tdir, spec.keep_checkpoints, status="completed")
@@ -193,25 +194,19 @@ def _callbacks(spec: StudySpec, state: StudyState, session: int) -> list[Any]:
     return [StoreResultsCallback(), Journal()]
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "".join(path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
-    except FileNotFoundError:
-        return ""
+class StopAtBudget:
+    """Syne Tune stop criterion: this session's share of the wall-clock and cost budgets is spent."""
 
-
-class Budget:
-    """Stop criterion: what is left of the wall-clock and cost budgets after earlier sessions."""
-
-    def __init__(self, wall_s: float | None, cost_usd: float | None, cost_before: float) -> None:
-        self.wall_s, self.cost_usd, self.cost_before = wall_s, cost_usd, cost_before
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
 
     def __call__(self, status: Any) -> bool:
-        if self.wall_s is not None and status.wallclock_time >= self.wall_s:
+        wall_s, cost_usd = self.budget.wall_left, self.budget.max_cost_usd
+        if wall_s is not None and status.wallclock_time >= wall_s:
             return True
-        if self.cost_usd is not None:
+        if cost_usd is not None:
             spent = sum(s.last_metrics.get("cost_usd", 0.0) for s in status.trial_metric_statistics.values())
-            return self.cost_before + spent >= self.cost_usd
+            return self.budget.cost_before + spent >= cost_usd
         return False
 
 
@@ -220,21 +215,13 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
     import numpy as np
     from syne_tune import Tuner
 
-    interrupted = mark_interrupted(spec.dir)
-    records = load_trials(spec.dir)
-    finished = [r for r in records if r.get("status") in ("completed", "stopped", "failed")]
-    session = state.begin_session()
+    session, interrupted, records, budget = open_session(spec, state)
     seed = spec.seed + 1000 * session  # a resumed session must not redraw the first session's configs
     np.random.seed(seed % 2**32)  # MO-ASHA samples through numpy's global generator
     scheduler = make_scheduler(spec, seed)
-    replayed = replay(scheduler, finished)
-    left_trials = None if spec.max_trials is None else spec.max_trials - len(finished)
-    left_wall = None if spec.max_wallclock_s is None else spec.max_wallclock_s - state.elapsed_before()
+    replayed = replay(scheduler, records)
     info = {"session": session, "replayed": replayed, "interrupted_before": interrupted, "new_trials": 0}
-    if (left_trials is not None and left_trials <= 0) or (left_wall is not None and left_wall <= 0):
-        return info
-    cost_before = sum(trial_cost(r) for r in records)
-    if spec.max_cost_usd is not None and cost_before >= spec.max_cost_usd:
+    if budget.exhausted:
         return info
     first_id = 1 + max((int(r["trial_id"]) for r in records), default=-1)
     backend = _study_backend(str(Path(__file__).with_name("trial_entry.py")), first_id)
@@ -244,8 +231,8 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
     try:
         tuner = Tuner(
             trial_backend=backend,
-            scheduler=_capped(scheduler, left_trials),
-            stop_criterion=Budget(left_wall, spec.max_cost_usd, cost_before),
+            scheduler=_capped(scheduler, budget.trials_left),
+            stop_criterion=StopAtBudget(budget),
             n_workers=spec.n_workers,
             sleep_time=0.5,
             results_update_interval=5.0,

@@ -8,7 +8,11 @@ one round per epoch through the same :class:`~sagelab.hpo.report.TrialReporter`
 as the Lightning callback, so scheduling, pruning, resume, the Pareto front and
 the best-config writer are exercised exactly as with real trials -- in
 milliseconds. Like the real runner it rejects a negative ``optim.*`` value with
-a config error (exit status 2), which is how tests make a trial crash.
+a config error (exit status 2). ``+synthetic.crash_trials=[1,4]`` (inherited by
+every trial, like any override of the study's command) makes the trials with
+those ids crash with a traceback before their first report, whatever
+configuration they drew and in whatever order they were scheduled: that is how
+tests make trials fail deterministically.
 
 Simulated training time (not the real sleep) drives ``train_time_s`` and
 ``cost_usd``, so results are deterministic.
@@ -56,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         if key.startswith("optim.") and isinstance(value, (int, float)) and value < 0:
             print(f"sagelab: bad config: {key}: must be zero or more, got {value}.", file=sys.stderr)
             return 2
+    trial = int(args["callbacks.hpo.trial"])
+    crash = args.get("synthetic.crash_trials") or []
+    if trial in (crash if isinstance(crash, list) else [crash]):
+        raise RuntimeError(f"trial {trial} crashes on purpose (synthetic.crash_trials={crash})")
     instance_file = PROJECT_ROOT / "conf" / "instance" / f"{args.get('instance', 'local_cpu2')}.yaml"
     instance = yaml.safe_load(instance_file.read_text())
     model = str(args.get("model", "minilm"))
@@ -63,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = float(instance.get("threads", 1))
     epochs = int(args.get("trainer.max_epochs", 1))
     batch_size = int(args.get("optim.batch_size", 32))
-    reporter = TrialReporter(args["callbacks.hpo.spec"], args["callbacks.hpo.trial"], instance["price_per_hour"])
+    reporter = TrialReporter(args["callbacks.hpo.spec"], trial, instance["price_per_hour"])
     epoch_s = float(args.get("synthetic.epoch_s", 0.02))
     simulated = 0.0
     for epoch in range(1, epochs + 1):
