@@ -114,7 +114,7 @@ def test_a_crashing_trial_is_recorded_and_the_study_goes_on(tmp_path, algorithm)
 
 
 def test_algorithm_files_share_one_base_that_is_not_an_option(capsys):
-    from sagelab.cli import check_group_choices
+    from sagelab.cli import check_command_line
     from sagelab.config import group_options
 
     options = group_options(PROJECT_ROOT / "conf" / "hpo")
@@ -125,7 +125,7 @@ def test_algorithm_files_share_one_base_that_is_not_an_option(capsys):
             hpo = compose(f"hpo={name}").hpo
             assert hpo.name == name and list(hpo) == list(base)  # every key of _base, in its order
     with pytest.raises(SystemExit) as stop:
-        check_group_choices(["hpo=_base"], PROJECT_ROOT / "conf")
+        check_command_line(["hpo=_base"], PROJECT_ROOT / "conf")
     assert stop.value.code == 2 and "hpo: there is no option '_base'" in capsys.readouterr().err
 
 

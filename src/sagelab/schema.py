@@ -216,6 +216,8 @@ class SagelabConfig:
     task: Any = MISSING   # each family's block schema is its Task.config_class, checked by the CLI
     model: Any = MISSING  # transformer or graph network; the task names the kinds it takes
     output_dir: Optional[str] = None
+    # settings of the stand-in trial program (python -m sagelab.hpo.synthetic) that HPO tests run as trials
+    synthetic: dict[str, Any] = field(default_factory=dict)
 
 
 # groups whose option (``strategy=ddp``) is a file, not a value; their keys (``strategy.processes``) are typed

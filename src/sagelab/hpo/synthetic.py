@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     instance = yaml.safe_load(instance_file.read_text())
     model = str(args.get("model", "minilm"))
     _, latency_base, work = MODELS.get(model, MODELS["minilm"])
-    threads = float(instance.get("threads", 1))
+    threads = instance.get("threads", 1)
+    threads = 2.0 if threads == "auto" else float(threads)  # a profile's nominal size, not this machine's
     epochs = int(args.get("trainer.max_epochs", 1))
     batch_size = int(args.get("optim.batch_size", 32))
     reporter = TrialReporter(args["callbacks.hpo.spec"], trial, instance["price_per_hour"])
