@@ -93,7 +93,7 @@ def test_missing_path_and_empty_folder(tmp_path: Path) -> None:
 # -- other text sources (baseline_source / capture) -------------------------------------------------
 def test_table_source_reads_quoted_multiline_reviews_and_names_a_missing_column(tmp_path: Path) -> None:
     from sagelab.config import ConfigError
-    from sagelab.monitoring.sources import read_source
+    from sagelab.tasks.drift.sources import read_source
 
     path = tmp_path / "r.tsv"
     path.write_text('sentence\tlabel\n"Great book\n\tsecond line, with a ""quote"""\t1\n""\t0\nplain\t1\n')
@@ -106,7 +106,7 @@ def test_table_source_reads_quoted_multiline_reviews_and_names_a_missing_column(
 
 def test_task_source_reads_that_tasks_training_text() -> None:
     from sagelab.config import ConfigError
-    from sagelab.monitoring.sources import check_source, read_source
+    from sagelab.tasks.drift.sources import check_source, read_source
 
     data = read_source("task:glue_cola")
     assert len(data.texts) == 8551 and data.files[0].endswith("in_domain_train.tsv")

@@ -50,7 +50,7 @@ def review_texts(domain: str, n: int) -> list[str]:
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, override: str, key: str) -> None:
-    from sagelab.tasks.drift import DriftTask
+    from sagelab.tasks.drift.task import DriftTask
 
     cfg = compose(tmp_path, "mode=baseline", override)
     with pytest.raises(ConfigError) as err:
@@ -59,7 +59,7 @@ def test_bad_config_names_the_key(tmp_path: Path, override: str, key: str) -> No
 
 
 def test_monitor_needs_a_capture_and_the_task_has_no_training_mode(tmp_path: Path) -> None:
-    from sagelab.tasks.drift import DriftTask
+    from sagelab.tasks.drift.task import DriftTask
 
     with pytest.raises(ConfigError, match="task.capture"):
         DriftTask(compose(tmp_path, "mode=monitor", "task.capture=null")).check()
@@ -74,7 +74,7 @@ def test_monitor_needs_a_capture_and_the_task_has_no_training_mode(tmp_path: Pat
 def tiny_encoder() -> tuple:
     import torch
 
-    from sagelab.monitoring.embedding import load_encoder
+    from sagelab.tasks.drift.embedding import load_encoder
 
     torch.manual_seed(0)
     cfg = OmegaConf.load(PROJECT_ROOT / "conf" / "model" / "bert_tiny.yaml")
@@ -83,7 +83,7 @@ def tiny_encoder() -> tuple:
 
 @pytest.mark.parametrize("pooling", ["second_to_last_mean", "last_mean", "cls"])
 def test_batched_pooling_ignores_padding(tiny_encoder: tuple, pooling: str) -> None:
-    from sagelab.monitoring.embedding import embed_texts
+    from sagelab.tasks.drift.embedding import embed_texts
 
     _, model, tok = tiny_encoder
     texts = ["short one", SEED_SENTENCES[1], "a somewhat longer sentence about a kitchen blender that broke"]
@@ -96,7 +96,7 @@ def test_batched_pooling_ignores_padding(tiny_encoder: tuple, pooling: str) -> N
 def test_seed_pooling_is_the_mean_of_the_second_to_last_layer(tiny_encoder: tuple) -> None:
     import torch
 
-    from sagelab.monitoring.embedding import embed_texts
+    from sagelab.tasks.drift.embedding import embed_texts
 
     _, model, tok = tiny_encoder
     enc = tok(SEED_SENTENCES[0], return_tensors="pt")
@@ -111,7 +111,7 @@ def test_encoder_weights_come_from_a_task_checkpoint(tmp_path: Path, tiny_encode
     from transformers import AutoModelForSequenceClassification
 
     from sagelab.models import load_model
-    from sagelab.monitoring.embedding import embed_texts, load_encoder
+    from sagelab.tasks.drift.embedding import embed_texts, load_encoder
 
     cfg, _, tok = tiny_encoder
     classifier = load_model(cfg, AutoModelForSequenceClassification, num_labels=2)

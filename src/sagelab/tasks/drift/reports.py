@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from sagelab.data.capture import Record
-from sagelab.monitoring.calibration import Threshold
+from sagelab.tasks.drift.calibration import Threshold
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -118,7 +118,7 @@ def write_monitoring_reports(
     import json
     import time
 
-    from sagelab.monitoring.monitor import analyse, choose_threshold, statistics
+    from sagelab.tasks.drift.monitor import analyse, choose_threshold, statistics
 
     t = cfg.task
     threshold = choose_threshold(t.threshold, float(t.fpr), baseline)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from sagelab.monitoring.scoring import unit_mean
+from sagelab.tasks.drift.scoring import unit_mean
 
 ARTIFACT_DIR = "baseline"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")

@@ -7,7 +7,7 @@ to them and flags records under a fixed 0.5. Here:
 * ``mode=baseline`` embeds ``task.baseline_source`` with ``model=`` (optionally
   with the weights of a sagelab fine-tune, ``task.encoder_checkpoint``), holds
   out ``task.calibration_fraction`` of it to calibrate the threshold, and logs
-  the baseline folder (:mod:`sagelab.monitoring.baseline`) to MLflow;
+  the baseline folder (:mod:`sagelab.tasks.drift.baseline`) to MLflow;
 * ``mode=monitor`` reads ``task.capture``, embeds it with the baseline's own
   model and pooling, scores each record, runs the MMD permutation test and the
   domain classifier per window, and logs ``constraint_violations.json``,
@@ -30,10 +30,10 @@ from sagelab.config import ConfigError, check_choice, check_positive
 from sagelab.tasks.base import Task
 
 if TYPE_CHECKING:
-    from sagelab.monitoring.baseline import Baseline
+    from sagelab.tasks.drift.baseline import Baseline
     from sagelab.runner import Runner
 
-POOLINGS = ("second_to_last_mean", "last_mean", "cls")  # = sagelab.monitoring.embedding.POOLINGS (no torch here)
+POOLINGS = ("second_to_last_mean", "last_mean", "cls")  # = sagelab.tasks.drift.embedding.POOLINGS (no torch here)
 
 
 class DriftTask(Task):
@@ -48,8 +48,8 @@ class DriftTask(Task):
 
     # -- validation ---------------------------------------------------------------------
     def check(self) -> None:
-        from sagelab.monitoring.baseline import looks_like_run_id
-        from sagelab.monitoring.sources import check_source
+        from sagelab.tasks.drift.baseline import looks_like_run_id
+        from sagelab.tasks.drift.sources import check_source
 
         t, mode = self.cfg.task, str(self.cfg.mode)
         check_choice(self.cfg, "task.pooling", POOLINGS)
@@ -94,7 +94,7 @@ class DriftTask(Task):
         return str(tracking.download_artifact(str(self.cfg.logger.tracking_uri), ref, "model/final.ckpt"))
 
     def encoder(self, model_cfg: Any, checkpoint: str | None) -> tuple[Any, Any]:
-        from sagelab.monitoring.embedding import load_encoder
+        from sagelab.tasks.drift.embedding import load_encoder
 
         key = json.dumps([OmegaConf.to_container(model_cfg, resolve=True), checkpoint], sort_keys=True, default=str)
         if self._encoder is None or self._encoder[2] != key:
@@ -106,7 +106,7 @@ class DriftTask(Task):
         self, texts: list[str], model_cfg: Any, checkpoint: str | None, pooling: str, max_length: int
     ) -> tuple[Any, float]:
         """Embeddings of ``texts`` and the throughput in sentences/s."""
-        from sagelab.monitoring.embedding import embed_texts
+        from sagelab.tasks.drift.embedding import embed_texts
 
         model, tokenizer = self.encoder(model_cfg, checkpoint)
         start = time.perf_counter()
@@ -121,10 +121,10 @@ class DriftTask(Task):
     def _build_baseline(self, runner: Runner) -> Baseline:
         import numpy as np
 
-        from sagelab.monitoring.baseline import ARTIFACT_DIR, Baseline, summary
-        from sagelab.monitoring.calibration import calibrate_threshold
-        from sagelab.monitoring.scoring import cosine_scores, unit_mean
-        from sagelab.monitoring.sources import read_source
+        from sagelab.tasks.drift.baseline import ARTIFACT_DIR, Baseline, summary
+        from sagelab.tasks.drift.calibration import calibrate_threshold
+        from sagelab.tasks.drift.scoring import cosine_scores, unit_mean
+        from sagelab.tasks.drift.sources import read_source
 
         t = self.cfg.task
         data = read_source(str(t.baseline_source), str(t.text_column))
@@ -186,8 +186,8 @@ class DriftTask(Task):
 
     # -- mode=monitor ---------------------------------------------------------------------
     def run_monitor(self, runner: Runner, baseline: Baseline | None = None) -> dict[str, Any]:
-        from sagelab.monitoring.baseline import Baseline, resolve_baseline
-        from sagelab.monitoring.sources import read_source
+        from sagelab.tasks.drift.baseline import Baseline, resolve_baseline
+        from sagelab.tasks.drift.sources import read_source
 
         t = self.cfg.task
         if baseline is None:
@@ -201,7 +201,7 @@ class DriftTask(Task):
         capture = read_source(str(t.capture), str(t.text_column))
         emb, rate = self.embed(capture.texts, OmegaConf.create(meta["model"]), meta.get("encoder_checkpoint"),
                                str(meta["pooling"]), int(meta["max_length"]))
-        from sagelab.monitoring.reports import write_monitoring_reports
+        from sagelab.tasks.drift.reports import write_monitoring_reports
 
         return write_monitoring_reports(self.cfg, runner, baseline, capture, emb, rate)
 
