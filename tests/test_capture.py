@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sagelab.data.capture import capture_line, read_capture
+from sagelab.readers.capture import capture_line, read_capture
 
 
 def _write(path: Path, lines: list[str | bytes]) -> Path:

@@ -14,7 +14,7 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 from sagelab.config import PROJECT_ROOT, ConfigError
-from sagelab.data.capture import capture_line
+from sagelab.readers.capture import capture_line
 
 from conftest import compose_config, dispatch_cfg as run
 

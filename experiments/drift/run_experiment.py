@@ -45,7 +45,7 @@ def read_reviews(domain: str) -> list[str]:
 
 
 def write_capture(folder: Path, texts: list[str], corrupt: bool = False) -> None:
-    from sagelab.data.capture import capture_line
+    from sagelab.readers.capture import capture_line
 
     for i in range(0, len(texts), 500):
         hour = folder / "2022" / "01" / "18" / f"{i // 500:02d}"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from sagelab.data.capture import Record
+from sagelab.readers.capture import Record
 from sagelab.tasks.drift.calibration import Threshold
 
 if TYPE_CHECKING:
