@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sagelab.config import ConfigError
 from sagelab.readers.capture import CaptureData, Record
-from sagelab.readers.capture import BadLine
+from sagelab.readers.jsonl import BadLine
 
 TABLE_SUFFIXES = (".tsv", ".csv")
 

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from sagelab.config import PROJECT_ROOT, ConfigError
 from sagelab.readers.capture import CAPTURE_SUFFIXES, CaptureData, Record, read_capture
-from sagelab.readers.capture import BadLine
+from sagelab.readers.jsonl import BadLine
 from sagelab.readers.tables import TABLE_SUFFIXES, read_table
 
 TEXT_SUFFIXES = (".txt",)
