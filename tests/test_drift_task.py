@@ -42,7 +42,13 @@ def review_texts(domain: str, n: int) -> list[str]:
     [
         ("task.pooling=max", "task.pooling"),
         ("task.fpr=1.5", "task.fpr"),
+        ("task.calibration_fraction=0", "task.calibration_fraction"),
         ("task.threshold=high", "task.threshold"),
+        ("task.window_size=0", "task.window_size"),
+        ("task.n_permutations=abc", "task.n_permutations"),
+        ("task.baseline_limit=2.5", "task.baseline_limit"),
+        ("+task.foo=1", "task.foo"),
+        ("model=gcn", "model"),
         ("task.alpha=0.001", "task.n_permutations"),
         ("task.baseline_source=/nope/books.tsv", "task.baseline_source"),
         ("task.baseline_source=task:nope", "task.baseline_source"),
@@ -54,7 +60,7 @@ def test_bad_config_names_the_key(tmp_path: Path, override: str, key: str) -> No
 
     cfg = compose(tmp_path, "mode=baseline", override)
     with pytest.raises(ConfigError) as err:
-        DriftTask(cfg).check()
+        DriftTask(cfg).validate()
     assert err.value.key == key
 
 
@@ -62,7 +68,7 @@ def test_monitor_needs_a_capture_and_the_task_has_no_training_mode(tmp_path: Pat
     from sagelab.tasks.drift.task import DriftTask
 
     with pytest.raises(ConfigError, match="task.capture"):
-        DriftTask(compose(tmp_path, "mode=monitor", "task.capture=null")).check()
+        DriftTask(compose(tmp_path, "mode=monitor", "task.capture=null")).validate()
     task = DriftTask(compose(tmp_path, "mode=monitor"))
     assert task.modes() == ("baseline", "monitor", "report")
     with pytest.raises(ConfigError, match="mode"):

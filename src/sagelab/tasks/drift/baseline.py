@@ -10,23 +10,32 @@ A baseline folder holds
   and summary statistics, so that monitoring embeds captured text the same way.
 
 It is logged as the MLflow artifact folder ``baseline/`` of the baseline run;
-``task.baseline`` accepts that run id or any local folder.
+``task.baseline`` accepts that run id or any local folder. :func:`build_baseline` is ``mode=baseline``;
+:func:`resolve_baseline` and :func:`latest_baseline_run` find one for ``mode=monitor``.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
-from sagelab.tasks.drift.scoring import unit_mean
+from sagelab.config import ConfigError
+from sagelab.tasks.drift.calibration import calibrate_threshold
+from sagelab.tasks.drift.scoring import cosine_scores, unit_mean
+from sagelab.tracking import resolve_artifact
+
+if TYPE_CHECKING:
+    from sagelab.context import TaskContext
 
 ARTIFACT_DIR = "baseline"
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+#: (texts, model config, encoder checkpoint, pooling, max length) -> (embeddings, sentences/s)
+Embed = Callable[[list, Any, "str | None", str, int], "tuple[np.ndarray, float]"]
 
 
 @dataclass
@@ -67,26 +76,98 @@ class Baseline:
         )
 
 
-def looks_like_run_id(text: str) -> bool:
-    return bool(_RUN_ID.match(text))
+def resolve_baseline(ref: str, tracking_uri: str) -> Path:
+    """A local baseline folder for ``ref``: a folder (or a run's output folder holding ``baseline/``), or an
+    MLflow run id whose ``baseline/`` artifact is fetched."""
+    path = resolve_artifact("task.baseline", ref, tracking_uri, ARTIFACT_DIR)
+    nested = path / ARTIFACT_DIR
+    return nested if (nested / "baseline.json").exists() else path
 
 
-def resolve_baseline(ref: str, tracking_uri: str | None = None) -> Path:
-    """A local baseline folder for ``ref``: a folder path, or an MLflow run id whose ``baseline/`` is fetched."""
-    path = Path(ref)
-    if path.is_dir():
-        if (path / ARTIFACT_DIR / "baseline.json").exists():
-            return path / ARTIFACT_DIR
-        return path
-    if looks_like_run_id(ref):
-        import mlflow
+def latest_baseline_run(cfg: DictConfig) -> str:
+    """The newest finished baseline (or report) run of this experiment."""
+    import mlflow
 
-        return Path(
-            mlflow.artifacts.download_artifacts(
-                run_id=ref, artifact_path=ARTIFACT_DIR, tracking_uri=tracking_uri
-            )
+    mlflow.set_tracking_uri(str(cfg.logger.tracking_uri))
+    experiment = mlflow.get_experiment_by_name(str(cfg.logger.experiment_name))
+    runs = [] if experiment is None else [
+        run
+        for mode in ("baseline", "report")  # MLflow's filter has no IN for tags
+        for run in mlflow.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.mode = '{mode}' AND attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"], max_results=1, output_format="list",
         )
-    raise FileNotFoundError(f"'{ref}' is neither a baseline folder nor an MLflow run id")
+    ]
+    runs.sort(key=lambda run: run.info.start_time, reverse=True)
+    if not runs:
+        raise ConfigError("task.baseline", f"is not set and experiment '{cfg.logger.experiment_name}' has "
+                          "no finished baseline run: run mode=baseline first or pass a run id or folder.")
+    print(f"monitor: using the latest baseline run {runs[0].info.run_id}")
+    return runs[0].info.run_id
+
+
+def build_baseline(context: TaskContext, embed: Embed) -> Baseline:
+    """``mode=baseline``: embed ``task.baseline_source``, hold out the calibration part, save and log the folder."""
+    from sagelab.tasks.drift.sources import read_source
+
+    cfg, t = context.cfg, context.cfg.task
+    data = read_source(str(t.baseline_source), str(t.text_column))
+    texts = list(dict.fromkeys(data.texts))  # exact duplicates would leak into the held-out part
+    duplicates = len(data.texts) - len(texts)
+    rng = np.random.default_rng(int(cfg.seed))
+    order = rng.permutation(len(texts))
+    if t.get("baseline_limit"):
+        order = order[: int(t.baseline_limit)]
+    n_cal = int(round(len(order) * float(t.calibration_fraction)))
+    if len(order) - n_cal < 2 or n_cal < 1:
+        raise ConfigError("task.baseline_source", f"{len(order)} distinct texts are too few to split into a "
+                          f"reference and a calibration part (task.calibration_fraction={t.calibration_fraction}).")
+    cal_texts = [texts[i] for i in order[:n_cal]]
+    ref_texts = [texts[i] for i in order[n_cal:]]
+
+    ckpt = str(t.encoder_checkpoint) if t.get("encoder_checkpoint") else None
+    emb, rate = embed(ref_texts + cal_texts, cfg.model, ckpt, str(t.pooling), int(t.max_length))
+    ref_emb, cal_emb = emb[: len(ref_texts)], emb[len(ref_texts) :]
+    cal_scores = cosine_scores(cal_emb, unit_mean(ref_emb))
+    meta = {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "encoder_checkpoint": ckpt,
+        "pooling": str(t.pooling),
+        "max_length": int(t.max_length),
+        "source": str(t.baseline_source),
+        "text_column": str(t.text_column),
+        "reference_records": len(ref_texts),
+        "calibration_records": len(cal_texts),
+        "duplicates_dropped": duplicates,
+        "bad_lines": [b.as_dict() for b in data.bad_lines],
+        "calibration_scores": summary(cal_scores),
+        "seed": int(cfg.seed),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    baseline = Baseline(ref_emb, cal_scores, meta)
+    folder = baseline.save(context.output_dir / ARTIFACT_DIR)
+    with open(folder / "texts.jsonl", "w") as out:
+        for role, group in (("reference", ref_texts), ("calibration", cal_texts)):
+            for text in group:
+                out.write(json.dumps({"role": role, "text": text}) + "\n")
+    context.tracker.log_artifact(folder, ARTIFACT_DIR)
+    auto = calibrate_threshold(cal_scores, float(t.fpr))
+    metrics = {
+        "baseline/reference_records": len(ref_texts),
+        "baseline/calibration_records": len(cal_texts),
+        "baseline/duplicates_dropped": duplicates,
+        "baseline/bad_lines": len(data.bad_lines),
+        "baseline/threshold_auto": auto.value,
+        "baseline/score_median": float(np.median(cal_scores)),
+        "baseline/embed_sentences_per_s": rate,
+    }
+    context.tracker.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+    if auto.note:
+        print(f"baseline: warning: {auto.note}")
+    print(f"baseline: {len(ref_texts)} reference + {len(cal_texts)} calibration texts from {t.baseline_source}; "
+          f"threshold at fpr {t.fpr}: {auto.value:.4f}; saved to {folder} (MLflow run {context.run_id})")
+    return baseline
 
 
 def summary(values: np.ndarray) -> dict[str, float]:
