@@ -64,6 +64,20 @@ def test_bad_config_names_the_key(tmp_path: Path, override: str, key: str) -> No
     assert err.value.key == key
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("task.n_permutations=abc", "task.n_permutations: wrong type: 'abc' is not a whole number."),
+        ("task.foo=1", "task.foo: no such key"),
+        ("task.pooling=max", "task.pooling: is 'max'"),
+    ],
+)
+def test_bad_task_keys_on_the_command_line_are_one_line_and_exit_2(run_cli, override: str, message: str) -> None:
+    proc = run_cli("task=drift", override, tiny=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"sagelab: bad config: {message}")
+
+
 def test_monitor_needs_a_capture_and_the_task_has_no_training_mode(tmp_path: Path) -> None:
     from sagelab.tasks.drift.task import DriftTask
 
