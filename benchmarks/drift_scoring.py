@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from sagelab.monitoring.scoring import cosine_scores, seed_cosine_scores, unit_mean  # noqa: E402
+from sagelab.tasks.drift.scoring import cosine_scores, seed_cosine_scores, unit_mean  # noqa: E402
 
 
 def scoring(n_baseline: int, n_queries: int, dim: int, seed_queries: int) -> None:
@@ -74,7 +74,7 @@ def throughput(n: int, batch_size: int, max_length: int, threads: int) -> None:
     import torch
     from omegaconf import OmegaConf
 
-    from sagelab.monitoring.embedding import embed_texts, load_encoder
+    from sagelab.tasks.drift.embedding import embed_texts, load_encoder
 
     torch.set_num_threads(threads)
     model_cfg = OmegaConf.load(ROOT / "conf" / "model" / "minilm.yaml")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sagelab.data.capture import capture_line, read_capture
+from sagelab.readers.capture import capture_line, read_capture
 
 
 def _write(path: Path, lines: list[str | bytes]) -> Path:
@@ -82,6 +82,44 @@ def test_corrupt_lines_are_listed_by_file_and_line_and_good_records_survive(tmp_
     assert cap.lines_read == 9
 
 
+def test_event_metadata_that_is_not_an_object_is_a_bad_line(tmp_path: Path) -> None:
+    line = json.loads(capture_line(["meta is a string"]))
+    line["eventMetadata"] = "x"
+    cap = read_capture(_write(tmp_path / "c.jsonl", [json.dumps(line), capture_line(["fine"], "ev-2")]))
+    assert cap.texts == ["fine"] and cap.records[0].event_id == "ev-2"
+    assert [(Path(b.file).name, b.line) for b in cap.bad_lines] == [("c.jsonl", 1)]
+    assert "eventMetadata is a str, not an object" in cap.bad_lines[0].reason
+    assert cap.lines_read == 2
+
+
+def test_json_nested_100000_deep_is_a_bad_line_not_a_recursion_error(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    inner = json.dumps({"captureData": {"endpointInput": {"data": deep}}})  # deep inside the request body
+    body_800 = json.dumps({"text": json.loads("[" * 800 + '"deep but parseable"' + "]" * 800)})
+    cap = read_capture(_write(tmp_path / "c.jsonl", [deep, inner, body_800, json.dumps({"text": "after"})]))
+    assert cap.texts == ["deep but parseable", "after"]
+    assert [(b.line, b.reason) for b in cap.bad_lines] == [
+        (1, "not JSON: nested too deeply"), (2, "endpointInput.data is not JSON (nested too deeply)")]
+    assert cap.lines_read == 4
+
+
+def test_non_utf8_bytes_are_bad_lines_wherever_they_are(tmp_path: Path) -> None:
+    latin1 = base64.b64encode("caf\u00e9".encode("latin-1")).decode()  # base64 of bytes that are not UTF-8
+    lines = [
+        b"\xff\xfe\x00\x01",  # raw bytes, not UTF-8 at all
+        '{"text": "ok one"}',
+        b'{"text": "caf\xe9"}',  # latin-1 e-acute inside otherwise fine JSON
+        json.dumps({"captureData": {"endpointInput": {"data": latin1, "encoding": "BASE64"}}}),
+        '{"text": "ok two"}',
+    ]
+    cap = read_capture(_write(tmp_path / "c.jsonl", lines))
+    assert cap.texts == ["ok one", "ok two"]
+    assert [b.line for b in cap.bad_lines] == [1, 3, 4]
+    assert all("UTF-8" in b.reason for b in cap.bad_lines)
+    assert all(b.file == str(tmp_path / "c.jsonl") for b in cap.bad_lines)
+    assert cap.lines_read == 5
+
+
 def test_missing_path_and_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_capture(tmp_path / "nope.jsonl")
@@ -93,7 +131,7 @@ def test_missing_path_and_empty_folder(tmp_path: Path) -> None:
 # -- other text sources (baseline_source / capture) -------------------------------------------------
 def test_table_source_reads_quoted_multiline_reviews_and_names_a_missing_column(tmp_path: Path) -> None:
     from sagelab.config import ConfigError
-    from sagelab.monitoring.sources import read_source
+    from sagelab.tasks.drift.sources import read_source
 
     path = tmp_path / "r.tsv"
     path.write_text('sentence\tlabel\n"Great book\n\tsecond line, with a ""quote"""\t1\n""\t0\nplain\t1\n')
@@ -106,7 +144,7 @@ def test_table_source_reads_quoted_multiline_reviews_and_names_a_missing_column(
 
 def test_task_source_reads_that_tasks_training_text() -> None:
     from sagelab.config import ConfigError
-    from sagelab.monitoring.sources import check_source, read_source
+    from sagelab.tasks.drift.sources import check_source, read_source
 
     data = read_source("task:glue_cola")
     assert len(data.texts) == 8551 and data.files[0].endswith("in_domain_train.tsv")

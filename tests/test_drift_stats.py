@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from sagelab.monitoring.baseline import Baseline, summary
-from sagelab.monitoring.calibration import calibrate_threshold, fixed_threshold, violation_rate
-from sagelab.monitoring.classifier import domain_classifier_auc
-from sagelab.monitoring.mmd import mmd_test
-from sagelab.monitoring.monitor import analyse, choose_threshold, statistics, window_bounds
-from sagelab.monitoring.scoring import cosine_scores, seed_cosine_scores, unit_mean
+from sagelab.tasks.drift.baseline import Baseline, summary
+from sagelab.tasks.drift.calibration import calibrate_threshold, fixed_threshold, violation_rate
+from sagelab.tasks.drift.classifier import domain_classifier_auc
+from sagelab.tasks.drift.mmd import mmd_test
+from sagelab.tasks.drift.monitor import analyse, choose_threshold, statistics, window_bounds
+from sagelab.tasks.drift.scoring import cosine_scores, seed_cosine_scores, unit_mean
 
 
 def _mmd2_naive(x: np.ndarray, y: np.ndarray, sigma: float) -> float:

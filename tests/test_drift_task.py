@@ -14,7 +14,7 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 from sagelab.config import PROJECT_ROOT, ConfigError
-from sagelab.data.capture import capture_line
+from sagelab.readers.capture import capture_line
 
 from conftest import compose_config, dispatch_cfg as run
 
@@ -42,7 +42,13 @@ def review_texts(domain: str, n: int) -> list[str]:
     [
         ("task.pooling=max", "task.pooling"),
         ("task.fpr=1.5", "task.fpr"),
+        ("task.calibration_fraction=0", "task.calibration_fraction"),
         ("task.threshold=high", "task.threshold"),
+        ("task.window_size=0", "task.window_size"),
+        ("task.n_permutations=abc", "task.n_permutations"),
+        ("task.baseline_limit=2.5", "task.baseline_limit"),
+        ("+task.foo=1", "task.foo"),
+        ("model=gcn", "model"),
         ("task.alpha=0.001", "task.n_permutations"),
         ("task.baseline_source=/nope/books.tsv", "task.baseline_source"),
         ("task.baseline_source=task:nope", "task.baseline_source"),
@@ -50,19 +56,33 @@ def review_texts(domain: str, n: int) -> list[str]:
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, override: str, key: str) -> None:
-    from sagelab.tasks.drift import DriftTask
+    from sagelab.tasks.drift.task import DriftTask
 
     cfg = compose(tmp_path, "mode=baseline", override)
     with pytest.raises(ConfigError) as err:
-        DriftTask(cfg).check()
+        DriftTask(cfg).validate()
     assert err.value.key == key
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("task.n_permutations=abc", "task.n_permutations: wrong type: 'abc' is not a whole number."),
+        ("task.foo=1", "task.foo: no such key"),
+        ("task.pooling=max", "task.pooling: is 'max'"),
+    ],
+)
+def test_bad_task_keys_on_the_command_line_are_one_line_and_exit_2(run_cli, override: str, message: str) -> None:
+    proc = run_cli("task=drift", override, tiny=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"sagelab: bad config: {message}")
+
+
 def test_monitor_needs_a_capture_and_the_task_has_no_training_mode(tmp_path: Path) -> None:
-    from sagelab.tasks.drift import DriftTask
+    from sagelab.tasks.drift.task import DriftTask
 
     with pytest.raises(ConfigError, match="task.capture"):
-        DriftTask(compose(tmp_path, "mode=monitor", "task.capture=null")).check()
+        DriftTask(compose(tmp_path, "mode=monitor", "task.capture=null")).validate()
     task = DriftTask(compose(tmp_path, "mode=monitor"))
     assert task.modes() == ("baseline", "monitor", "report")
     with pytest.raises(ConfigError, match="mode"):
@@ -74,7 +94,7 @@ def test_monitor_needs_a_capture_and_the_task_has_no_training_mode(tmp_path: Pat
 def tiny_encoder() -> tuple:
     import torch
 
-    from sagelab.monitoring.embedding import load_encoder
+    from sagelab.tasks.drift.embedding import load_encoder
 
     torch.manual_seed(0)
     cfg = OmegaConf.load(PROJECT_ROOT / "conf" / "model" / "bert_tiny.yaml")
@@ -83,7 +103,7 @@ def tiny_encoder() -> tuple:
 
 @pytest.mark.parametrize("pooling", ["second_to_last_mean", "last_mean", "cls"])
 def test_batched_pooling_ignores_padding(tiny_encoder: tuple, pooling: str) -> None:
-    from sagelab.monitoring.embedding import embed_texts
+    from sagelab.tasks.drift.embedding import embed_texts
 
     _, model, tok = tiny_encoder
     texts = ["short one", SEED_SENTENCES[1], "a somewhat longer sentence about a kitchen blender that broke"]
@@ -96,7 +116,7 @@ def test_batched_pooling_ignores_padding(tiny_encoder: tuple, pooling: str) -> N
 def test_seed_pooling_is_the_mean_of_the_second_to_last_layer(tiny_encoder: tuple) -> None:
     import torch
 
-    from sagelab.monitoring.embedding import embed_texts
+    from sagelab.tasks.drift.embedding import embed_texts
 
     _, model, tok = tiny_encoder
     enc = tok(SEED_SENTENCES[0], return_tensors="pt")
@@ -111,7 +131,7 @@ def test_encoder_weights_come_from_a_task_checkpoint(tmp_path: Path, tiny_encode
     from transformers import AutoModelForSequenceClassification
 
     from sagelab.models import load_model
-    from sagelab.monitoring.embedding import embed_texts, load_encoder
+    from sagelab.tasks.drift.embedding import embed_texts, load_encoder
 
     cfg, _, tok = tiny_encoder
     classifier = load_model(cfg, AutoModelForSequenceClassification, num_labels=2)

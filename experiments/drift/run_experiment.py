@@ -45,7 +45,7 @@ def read_reviews(domain: str) -> list[str]:
 
 
 def write_capture(folder: Path, texts: list[str], corrupt: bool = False) -> None:
-    from sagelab.data.capture import capture_line
+    from sagelab.readers.capture import capture_line
 
     for i in range(0, len(texts), 500):
         hour = folder / "2022" / "01" / "18" / f"{i // 500:02d}"
@@ -108,8 +108,8 @@ def resplit_fpr(books: np.ndarray, repeats: int, n_cal: int = 407, n_control: in
     reference / calibration / control parts shows how much it moves (calibration scores are
     recomputed against each split's own unit mean).
     """
-    from sagelab.monitoring.calibration import calibrate_threshold
-    from sagelab.monitoring.scoring import cosine_scores, unit_mean
+    from sagelab.tasks.drift.calibration import calibrate_threshold
+    from sagelab.tasks.drift.scoring import cosine_scores, unit_mean
 
     rng = np.random.default_rng(2)
     rates = []
@@ -128,9 +128,9 @@ def resplit_fpr(books: np.ndarray, repeats: int, n_cal: int = 407, n_control: in
 def analyse(repeats: int, n_permutations: int, classifier_windows: int) -> dict:
     from sklearn.metrics import roc_auc_score
 
-    from sagelab.monitoring.baseline import Baseline
-    from sagelab.monitoring.classifier import domain_classifier_auc
-    from sagelab.monitoring.mmd import mmd_test
+    from sagelab.tasks.drift.baseline import Baseline
+    from sagelab.tasks.drift.classifier import domain_classifier_auc
+    from sagelab.tasks.drift.mmd import mmd_test
 
     baseline = Baseline.load(WORK / "baseline" / "baseline")
     emb, scores, stats = {}, {}, {}

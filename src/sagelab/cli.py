@@ -43,8 +43,46 @@ def check_command_line(argv: list[str], conf_dir: Path) -> None:
                 fail(ConfigError(group, f"there is no option '{option}'; choose one of {', '.join(known)}."))
     try:
         check_overrides(argv)
+        check_task_overrides(argv, conf_dir)
     except ConfigError as err:
         fail(err)
+
+
+def check_task_overrides(argv: list[str], conf_dir: Path) -> None:
+    """``task.<key>=value`` against the selected task's ``config_class``: an unknown key or a wrong type is one
+    line naming it (Hydra refuses an unknown key in a paragraph, and composes a wrong type unchecked).
+
+    Skipped where the command line alone does not say which task runs (a sweep over tasks, ``+experiment=``) or
+    the task has no schema; :meth:`Task.validate` checks the composed block anyway.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from sagelab.schema import check_values, typed
+
+    args = [a for a in argv if not a.startswith("-") and "=" in a]
+    if not any(a.startswith("task.") for a in args) or any("experiment=" in a for a in args):
+        return
+    chosen = [a.lstrip("+").partition("=")[2] for a in args if a.lstrip("+").startswith("task=")]
+    if not chosen:
+        defaults = OmegaConf.load(conf_dir / "config.yaml").get("defaults", [])
+        chosen = [str(d["task"]) for d in defaults if isinstance(d, dict) and "task" in d]
+    if len(chosen) != 1 or "," in chosen[0] or not (conf_dir / "task" / f"{chosen[0]}.yaml").exists():
+        return
+    target = OmegaConf.load(conf_dir / "task" / f"{chosen[0]}.yaml").get("_target_")
+    try:
+        schema = getattr(get_class(str(target)), "config_class", None) if target else None
+    except Exception:  # noqa: BLE001 -- a task that does not import is dispatch's to report, with its key
+        return
+    if schema is None:
+        return
+    for override in OverridesParser.create().parse_overrides([a for a in args if a.startswith("task.")]):
+        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+        for value in values:
+            block = OmegaConf.create()
+            OmegaConf.update(block, override.key_or_group[len("task."):], value, force_add=True)
+            check_values(typed(block, schema, "task."), schema, "task.")
 
 
 def dispatch(cfg: DictConfig) -> dict:

@@ -42,6 +42,18 @@ def fraction(value: Any) -> str | None:
     return None if value is None or 0 <= value <= 1 else f"is a fraction (0..1), got {value!r}."
 
 
+def open_fraction(value: Any) -> str | None:
+    return None if value is None or 0 < value < 1 else f"must be between 0 and 1 (exclusive), got {value!r}."
+
+
+def auto_or_number(value: Any) -> str | None:
+    if (isinstance(value, str) and value.strip().lower() == "auto") or (
+        isinstance(value, (int, float)) and not isinstance(value, bool)
+    ):
+        return None
+    return f"is {value!r}; use auto or a number."
+
+
 def at_least_one(value: Any) -> str | None:
     return None if value is None or value >= 1 else f"must be 1 or more, got {value!r}."
 

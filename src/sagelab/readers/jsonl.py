@@ -35,8 +35,11 @@ def decode_json(text: str) -> Any:
         raise ValueError("nested too deeply") from None
 
 
-def iter_json_lines(path: Path, bad: list[BadLine]) -> Iterator[tuple[int, Any]]:
-    """(line number, value) of each non-blank line of a JSON Lines file; bad lines go to ``bad``."""
+def iter_json_lines(path: Path, bad: list[BadLine], blank: str | None = None) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line of a JSON Lines file; bad lines go to ``bad``.
+
+    A blank line is skipped, or with ``blank`` given, a BadLine with that reason (capture counts them).
+    """
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
@@ -45,6 +48,8 @@ def iter_json_lines(path: Path, bad: list[BadLine]) -> Iterator[tuple[int, Any]]
                 bad.append(BadLine(str(path), number, f"not UTF-8 (byte {err.start})"))
                 continue
             if not line.strip():
+                if blank:
+                    bad.append(BadLine(str(path), number, blank))
                 continue
             try:
                 yield number, decode_json(line)

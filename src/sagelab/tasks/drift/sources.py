@@ -2,10 +2,10 @@
 
 ``task.baseline_source`` and ``task.capture`` accept
 
-* a capture file or folder (``.jsonl``/``.json``): read by :mod:`sagelab.data.capture`,
+* a capture file or folder (``.jsonl``/``.json``): read by :mod:`sagelab.readers.capture`,
   bad lines listed and skipped;
 * a delimited file (``.tsv``/``.csv``) with a header holding ``task.text_column``,
-  read with a real CSV reader (review texts are quoted and span lines);
+  read by :mod:`sagelab.readers.tables` (review texts are quoted and span lines);
 * a ``.txt`` file, one text per line;
 * ``task:<name>`` (baseline only): the training text of another sagelab task,
   e.g. ``task:glue_cola`` -- the data the fine-tuned model learnt from.
@@ -13,15 +13,15 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from sagelab.config import PROJECT_ROOT, ConfigError
-from sagelab.data.capture import CAPTURE_SUFFIXES, BadLine, CaptureData, Record, read_capture
+from sagelab.readers.capture import CAPTURE_SUFFIXES, CaptureData, Record, read_capture
+from sagelab.readers.jsonl import BadLine
+from sagelab.readers.tables import TABLE_SUFFIXES, read_table
 
-TABLE_SUFFIXES = (".tsv", ".csv")
 TEXT_SUFFIXES = (".txt",)
 
 
@@ -38,29 +38,6 @@ def check_source(key: str, ref: str) -> None:
     if path.is_file() and path.suffix.lower() not in (*CAPTURE_SUFFIXES, *TABLE_SUFFIXES, *TEXT_SUFFIXES):
         allowed = ", ".join((*CAPTURE_SUFFIXES, *TABLE_SUFFIXES, *TEXT_SUFFIXES))
         raise ConfigError(key, f"'{ref}' has an unknown file type; use a folder or a file ending in {allowed}.")
-
-
-def read_table(path: Path, text_column: str) -> CaptureData:
-    """Rows of a delimited file with a header; empty texts are listed as bad lines (by record number)."""
-    csv.field_size_limit(1 << 30)
-    out = CaptureData(files=[str(path)])
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        if text_column not in (reader.fieldnames or []):
-            raise ConfigError(
-                "task.text_column",
-                f"'{text_column}' is not a column of {path} (columns: {', '.join(reader.fieldnames or [])}).",
-            )
-        for row in reader:
-            out.lines_read += 1
-            line = reader.line_num  # physical line where this record ends
-            text = (row.get(text_column) or "").strip()
-            if text:
-                out.records.append(Record(text, str(path), line))
-            else:
-                out.bad_lines.append(BadLine(str(path), line, f"empty '{text_column}'"))
-    return out
 
 
 def read_text_lines(path: Path) -> CaptureData:
@@ -105,5 +82,5 @@ def read_source(ref: str, text_column: str = "sentence") -> CaptureData:
     if path.is_dir() or path.suffix.lower() in CAPTURE_SUFFIXES:
         return read_capture(path)
     if path.suffix.lower() in TABLE_SUFFIXES:
-        return read_table(path, text_column)
+        return read_table(path, text_column, "task.text_column")
     return read_text_lines(path)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from sagelab.monitoring.scoring import as_matrix
+from sagelab.tasks.drift.scoring import as_matrix
 
 
 @dataclass(frozen=True)

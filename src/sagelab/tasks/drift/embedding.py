@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from sagelab.tasks.drift.task import POOLINGS  # declared beside the config schema that checks task.pooling
+
 if TYPE_CHECKING:
     import torch
-
-POOLINGS = ("second_to_last_mean", "last_mean", "cls")
 
 
 def pool(hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from sagelab.monitoring.baseline import Baseline, summary
-from sagelab.monitoring.calibration import Threshold, calibrate_threshold, fixed_threshold, violation_rate
-from sagelab.monitoring.classifier import domain_classifier_auc
-from sagelab.monitoring.mmd import mmd_test
-from sagelab.monitoring.scoring import cosine_scores, mean_embedding_distance
+from sagelab.tasks.drift.baseline import Baseline, summary
+from sagelab.tasks.drift.calibration import Threshold, calibrate_threshold, fixed_threshold, violation_rate
+from sagelab.tasks.drift.classifier import domain_classifier_auc
+from sagelab.tasks.drift.mmd import mmd_test
+from sagelab.tasks.drift.scoring import cosine_scores, mean_embedding_distance
 
 
 @dataclass

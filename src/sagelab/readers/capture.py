@@ -14,10 +14,12 @@ lists), or an object with ``text`` / ``inputs`` / ``sentence`` /
 
 A capture folder is read file by file in sorted path order: SageMaker's
 ``<endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl`` layout makes that time
-order. Bad input never stops the read: an undecodable line, a line that is not
-JSON, a request without text or an empty file is recorded as a
-:class:`BadLine` (file, line number, reason) and skipped, so every good record
-is still scored and the problems are listed in ``statistics.json``.
+order. Lines are read by :func:`sagelab.readers.jsonl.iter_json_lines`. Bad input
+never stops the read: a line that is not UTF-8 or not JSON (or nested deeper than
+the parser allows), a blank line, a request of the wrong shape or without text,
+or an empty file is recorded as a :class:`~sagelab.readers.jsonl.BadLine` (file,
+line number, reason) and skipped, so every good record is still scored and the
+problems are listed in ``statistics.json``.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from sagelab.readers.jsonl import BadLine, decode_json, iter_json_lines
 
 CAPTURE_SUFFIXES = (".jsonl", ".json", ".jsonlines")
 TEXT_KEYS = ("text", "inputs", "sentence", "sentences", "instances", "texts")
@@ -43,18 +47,6 @@ class Record:
     item: int = 0  # position inside the request body when it held a list
     event_id: str | None = None
     inference_time: str | None = None
-
-
-@dataclass(frozen=True)
-class BadLine:
-    """An input line that could not be read; ``line`` is 0 for a whole-file problem (empty file)."""
-
-    file: str
-    line: int
-    reason: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -84,20 +76,26 @@ def capture_files(path: str | Path) -> list[Path]:
 
 
 def texts_from_body(body: Any) -> list[str]:
-    """Texts in a decoded request body: a string, a list of strings, or an object with a text key."""
-    if isinstance(body, str):
-        return [body]
-    if isinstance(body, list):
-        texts: list[str] = []
-        for item in body:
-            texts.extend(texts_from_body(item))
-        return texts
-    if isinstance(body, dict):
-        for key in TEXT_KEYS:
-            if key in body:
-                return texts_from_body(body[key])
-        raise CaptureLineError(f"request object has none of the keys {', '.join(TEXT_KEYS)}")
-    raise CaptureLineError(f"request body is a {type(body).__name__}, not text")
+    """Texts in a decoded request body: a string, a list of strings, or an object with a text key.
+
+    Walked with an explicit stack, so a body nested as deep as the JSON parser allows cannot exhaust Python's.
+    """
+    texts: list[str] = []
+    stack = [body]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            key = next((k for k in TEXT_KEYS if k in item), None)
+            if key is None:
+                raise CaptureLineError(f"request object has none of the keys {', '.join(TEXT_KEYS)}")
+            stack.append(item[key])
+        else:
+            raise CaptureLineError(f"request body is a {type(item).__name__}, not text")
+    return texts
 
 
 def _decode_capture_input(endpoint_input: dict[str, Any]) -> list[str]:
@@ -116,9 +114,10 @@ def _decode_capture_input(endpoint_input: dict[str, Any]) -> list[str]:
     if "csv" in content_type or encoding == "CSV" or "text/plain" in content_type:
         return [row for row in data.splitlines() if row.strip()]
     try:
-        body = json.loads(data)
-    except json.JSONDecodeError as err:
-        raise CaptureLineError(f"endpointInput.data is not JSON ({err.msg})") from err
+        body = decode_json(data)
+    except ValueError as err:
+        reason = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
+        raise CaptureLineError(f"endpointInput.data is not JSON ({reason})") from err
     return texts_from_body(body)
 
 
@@ -129,6 +128,8 @@ def parse_line(obj: Any) -> tuple[list[str], str | None, str | None]:
         if not isinstance(capture, dict) or not isinstance(capture.get("endpointInput"), dict):
             raise CaptureLineError("captureData has no endpointInput object")
         meta = obj.get("eventMetadata") or {}
+        if not isinstance(meta, dict):
+            raise CaptureLineError(f"eventMetadata is a {type(meta).__name__}, not an object")
         texts = _decode_capture_input(capture["endpointInput"])
         return texts, meta.get("eventId"), meta.get("inferenceTime")
     return texts_from_body(obj), None, None
@@ -136,30 +137,11 @@ def parse_line(obj: Any) -> tuple[list[str], str | None, str | None]:
 
 def read_lines(path: Path, result: CaptureData) -> None:
     """Append the records and bad lines of one capture file to ``result``."""
-    raw = path.read_bytes()
     name = str(path)
     result.files.append(name)
-    if not raw.strip():
-        result.bad_lines.append(BadLine(name, 0, "empty file"))
-        return
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the newline that ends the last line
-    for number, chunk in enumerate(lines, start=1):
-        result.lines_read += 1
-        try:
-            text = chunk.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as err:
-            result.bad_lines.append(BadLine(name, number, f"not UTF-8 ({err.reason} at byte {err.start})"))
-            continue
-        if not text.strip():
-            result.bad_lines.append(BadLine(name, number, "blank line"))
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as err:
-            result.bad_lines.append(BadLine(name, number, f"not JSON: {err.msg} (column {err.colno})"))
-            continue
+    first_bad, last = len(result.bad_lines), 0
+    for number, obj in iter_json_lines(path, result.bad_lines, blank="blank line"):
+        last = number
         try:
             texts, event_id, when = parse_line(obj)
         except CaptureLineError as err:
@@ -171,6 +153,12 @@ def read_lines(path: Path, result: CaptureData) -> None:
             continue
         for item, t in enumerate(good):
             result.records.append(Record(t, name, number, item, event_id, when))
+    bad = result.bad_lines[first_bad:]
+    if not last and all(b.reason == "blank line" for b in bad):  # nothing but white space
+        del result.bad_lines[first_bad:]
+        result.bad_lines.append(BadLine(name, 0, "empty file"))
+        return
+    result.lines_read += max([last, *(b.line for b in bad)])  # every line is a value or a bad line
 
 
 def read_capture(paths: str | Path | Iterable[str | Path]) -> CaptureData:

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from sagelab.data.capture import Record
-from sagelab.monitoring.calibration import Threshold
+from sagelab.readers.capture import Record
+from sagelab.tasks.drift.calibration import Threshold
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from sagelab.context import TaskContext
 
 FEATURE_NAME = "sent_cosine_score"
 CHECK_TYPE = "baseline_drift_check"
@@ -106,11 +108,11 @@ def jsonable(obj: Any) -> Any:
 
 
 def write_monitoring_reports(
-    cfg: Any, runner: Any, baseline: Any, capture: Any, embeddings: np.ndarray, embed_rate: float
+    cfg: Any, context: TaskContext, baseline: Any, capture: Any, embeddings: np.ndarray, embed_rate: float
 ) -> dict[str, float]:
     """Analyse ``embeddings`` against ``baseline``; write and log the reports and metrics; return the metrics.
 
-    Files go to ``<runner.output_dir>/monitor/`` and to the MLflow artifact folder ``monitor/``:
+    Files go to ``<context.output_dir>/monitor/`` and to the MLflow artifact folder ``monitor/``:
     ``constraint_violations.json``, ``statistics.json``, ``score_histogram.png`` and
     ``scores.jsonl`` (every record with its score, file and line) and, with
     ``task.save_embeddings``, ``embeddings.npy`` (for re-analysis without re-embedding).
@@ -118,7 +120,7 @@ def write_monitoring_reports(
     import json
     import time
 
-    from sagelab.monitoring.monitor import analyse, choose_threshold, statistics
+    from sagelab.tasks.drift.monitor import analyse, choose_threshold, statistics
 
     t = cfg.task
     threshold = choose_threshold(t.threshold, float(t.fpr), baseline)
@@ -151,7 +153,7 @@ def write_monitoring_reports(
     violations = violations_report(
         capture.records, result.scores, threshold, t.get("endpoint_name"), t.get("monitoring_schedule_name")
     )
-    folder = runner.output_dir / "monitor"
+    folder = context.output_dir / "monitor"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "constraint_violations.json").write_text(json.dumps(jsonable(violations), indent=2))
     (folder / "statistics.json").write_text(json.dumps(jsonable(stats), indent=2))
@@ -164,7 +166,7 @@ def write_monitoring_reports(
     fig = score_histogram(baseline.calibration_scores, result.scores, threshold.value,
                           f"{Path(str(t.capture)).name} vs baseline")
     fig.savefig(folder / "score_histogram.png")
-    runner.log_artifact(folder, "monitor")
+    context.tracker.log_artifact(folder, "monitor")
 
     whole = result.windows[0] if len(result.windows) == 1 else None
     metrics = {
@@ -187,11 +189,11 @@ def write_monitoring_reports(
                         "drift/classifier_auc": whole.classifier_auc,
                         "drift/mean_embedding_distance": whole.mean_embedding_distance})
     metrics = {k: v for k, v in metrics.items() if np.isfinite(v)}
-    runner.log_metrics(metrics)
+    context.tracker.log_metrics(metrics)
     for w in result.windows:  # one step per window: MLflow draws the trend inside the run
         window_metrics = {"window/p_value": w.p_value, "window/mmd2": w.mmd2, "window/classifier_auc": w.classifier_auc,
                           "window/violation_rate": w.violation_rate, "window/mean_score": w.mean_score}
-        runner.log_metrics({k: v for k, v in window_metrics.items() if np.isfinite(v)}, step=w.index)
+        context.tracker.log_metrics({k: v for k, v in window_metrics.items() if np.isfinite(v)}, step=w.index)
     verdict = "DRIFT" if result.drift else "no drift"
     print(f"monitor: {len(result.scores)} records ({len(capture.bad_lines)} bad lines skipped), "
           f"{stats['violation_count']} under threshold {threshold.value:.4f} ({threshold.method}); "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sagelab.monitoring.scoring import as_matrix
+from sagelab.tasks.drift.scoring import as_matrix
 
 
 def domain_classifier_auc(
