@@ -53,7 +53,7 @@ def test_callback_reports_every_epoch_to_the_scheduler_and_mlflow(tmp_path, capf
     assert last["error"] == pytest.approx(1 - metrics["val/f1"], abs=1e-6)
     assert last["train_time_s"] > 0
     from sagelab.hpo.callback import has_predict_step
-    from sagelab.tasks.glue import SequenceClassifier
+    from sagelab.tasks.glue.module import SequenceClassifier
 
     # latency_ms is the module's own predict_step timed (test_hpo_latency.py); a module without one reports none
     assert ("latency_ms" in last) == has_predict_step(SequenceClassifier)

@@ -54,7 +54,7 @@ def read_text_lines(path: Path) -> CaptureData:
 
 def read_task_texts(name: str) -> CaptureData:
     """Training text of task ``name`` (its ``text_fields`` of ``train_file``), through that task's reader."""
-    from sagelab.data.glue import READERS
+    from sagelab.tasks.glue.formats import READERS
 
     cfg = OmegaConf.load(PROJECT_ROOT / "conf" / "task" / f"{name}.yaml")
     fmt = str(cfg.get("format", ""))
