@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from sagelab.graph.nn import LinkPredictor
-from sagelab.graph.split import sample_eval_negatives, split_edges
-from sagelab.graph.training import (
+from sagelab.tasks.graph.nn import LinkPredictor
+from sagelab.tasks.graph.split import sample_eval_negatives, split_edges
+from sagelab.tasks.graph.training import (
     EdgeBatchCollator,
     edge_sampler,
     embed,

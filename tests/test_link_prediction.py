@@ -134,7 +134,7 @@ def test_train_recommend_transform(make_cfg: Callable[..., DictConfig], tmp_path
 
 
 def test_feature_overrides_merge_over_the_dataset_preset(make_cfg: Callable[..., DictConfig]) -> None:
-    from sagelab.tasks.link_prediction import LinkPredictionTask
+    from sagelab.tasks.graph.task import LinkPredictionTask
 
     cfg = make_cfg(*BASE, "+task.features.interests.max_categories=5", "+task.features.job.type=none")
     features = LinkPredictionTask(cfg).dataset["features"]

@@ -22,10 +22,10 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from sagelab.graph.features import FeatureEncoder
-from sagelab.graph.nn import LinkPredictor
-from sagelab.graph.pipeline import PreparedGraph
-from sagelab.graph.training import (
+from sagelab.tasks.graph.features import FeatureEncoder
+from sagelab.tasks.graph.nn import LinkPredictor
+from sagelab.tasks.graph.pipeline import PreparedGraph
+from sagelab.tasks.graph.training import (
     EdgeBatchCollator,
     edge_sampler,
     evaluate_edges,

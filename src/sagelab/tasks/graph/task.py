@@ -29,7 +29,7 @@ from sagelab.config import ConfigError, check_positive
 from sagelab.tasks.base import Task
 
 if TYPE_CHECKING:
-    from sagelab.graph.pipeline import PreparedGraph
+    from sagelab.tasks.graph.pipeline import PreparedGraph
     from sagelab.runner import Runner
 
 SAMPLING = ("full", "neighbor")
@@ -58,13 +58,13 @@ class LinkPredictionTask(Task):
         return spec
 
     def check(self) -> None:
-        from sagelab.graph.pipeline import check_dataset
+        from sagelab.tasks.graph.pipeline import check_dataset
 
         model, task = self.cfg.model, self.cfg.task
         if model.get("kind") != "gnn":
             raise ConfigError("model", f"'{model.get('name')}' is not a graph model (kind: {model.get('kind')}); "
                               "task=link_prediction needs model=graphsage or model=gcn.")
-        from sagelab.graph import AGGREGATORS, ARCHS, SCORERS
+        from sagelab.tasks.graph import AGGREGATORS, ARCHS, SCORERS
 
         for key, allowed in (("model.arch", ARCHS), ("model.scorer", SCORERS), ("model.aggregator", AGGREGATORS),
                              ("task.sampling", SAMPLING)):
@@ -99,7 +99,7 @@ class LinkPredictionTask(Task):
     def prepared(self) -> PreparedGraph:
         """Read, encode and split the configured graph once per process."""
         if self._prepared is None:
-            from sagelab.graph.pipeline import load_graph, prepare
+            from sagelab.tasks.graph.pipeline import load_graph, prepare
 
             spec, task = self.dataset, self.cfg.task
             graph = load_graph(spec, separator=str(task.separator))
@@ -110,12 +110,12 @@ class LinkPredictionTask(Task):
         return self._prepared
 
     def datamodule(self) -> Any:
-        from sagelab.graph.lightning import LinkDataModule
+        from sagelab.tasks.graph.module import LinkDataModule
 
         return LinkDataModule(self.cfg, self.prepared())
 
     def module(self) -> Any:
-        from sagelab.graph.lightning import LinkPredictionModule
+        from sagelab.tasks.graph.module import LinkPredictionModule
 
         data = self.prepared()
         module = LinkPredictionModule(self.cfg, in_dim=int(data.x.shape[1]), num_nodes=data.num_nodes)
@@ -128,7 +128,7 @@ class LinkPredictionTask(Task):
             return
         import numpy as np
 
-        from sagelab.graph.recommend import full_embeddings
+        from sagelab.tasks.graph.recommend import full_embeddings
 
         data = self.prepared()
         h = full_embeddings(module.model, data.x, data.all_edges(), module.model.needs_self_loops)
@@ -146,7 +146,7 @@ class LinkPredictionTask(Task):
         return {"recommend": self.recommend, "transform": self.transform}
 
     def recommend(self, runner: Runner) -> dict[str, Any]:
-        from sagelab.graph.recommend import find_node, full_embeddings, recommend
+        from sagelab.tasks.graph.recommend import find_node, full_embeddings, recommend
 
         import torch
 
@@ -168,8 +168,8 @@ class LinkPredictionTask(Task):
     def transform(self, runner: Runner) -> dict[str, Any]:
         import numpy as np
 
-        from sagelab.graph.property_graph import read_gremlin_csv
-        from sagelab.graph.recommend import find_node, recommend, transform
+        from sagelab.tasks.graph.property_graph import read_gremlin_csv
+        from sagelab.tasks.graph.recommend import find_node, recommend, transform
 
         task = self.cfg.task
         module = runner.load_module()

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sagelab.graph.dgl_shim import import_dgl
-from sagelab.graph.metrics import link_metrics
-from sagelab.graph.nn import LinkPredictor
+from sagelab.tasks.graph.dgl_shim import import_dgl
+from sagelab.tasks.graph.metrics import link_metrics
+from sagelab.tasks.graph.nn import LinkPredictor
 
 
 def message_passing_graph(edges: np.ndarray, num_nodes: int, self_loops: bool = False) -> Any:
