@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 import sagelab.config  # noqa: F401  (registers the ${root:} resolver before composing)
+import sagelab.schema  # noqa: F401  (registers the typed schema conf/config.yaml starts from, as run.py does)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
