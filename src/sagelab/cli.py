@@ -43,8 +43,45 @@ def check_command_line(argv: list[str], conf_dir: Path) -> None:
                 fail(ConfigError(group, f"there is no option '{option}'; choose one of {', '.join(known)}."))
     try:
         check_overrides(argv)
+        check_task_keys(argv, conf_dir)
     except ConfigError as err:
         fail(err)
+
+
+def check_task_keys(argv: list[str], conf_dir: Path) -> None:
+    """``task.<key>=value`` for a key the selected task's file does not have: Hydra would refuse it in its own
+    multi-paragraph words (exit 1), so name it here. Values and ``+task.<key>`` are the task schema's to judge,
+    after composing; with an ``experiment`` (which may pick the task and add keys) Hydra has the last word."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from omegaconf import OmegaConf
+
+    overrides = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-") and "=" in a])
+    keys = [o.key_or_group for o in overrides if o.key_or_group.startswith("task.") and o.type == OverrideType.CHANGE]
+    chosen = {o.key_or_group: o for o in overrides}
+    task = chosen.get("task")
+    if not keys or "experiment" in chosen or (task is not None and task.is_sweep_override()):
+        return
+    if task is not None:
+        name = str(task.value())
+    else:
+        defaults = OmegaConf.to_container(OmegaConf.load(conf_dir / "config.yaml")).get("defaults", [])
+        name = next((str(d["task"]) for d in defaults if isinstance(d, dict) and "task" in d), "")
+    path = conf_dir / "task" / f"{name}.yaml"
+    if not path.is_file():
+        return
+    block = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    if "@package _global_" in path.read_text():
+        block = block.get("task") or {}
+    for key in keys:
+        node: object = block
+        for part in key.split(".")[1:]:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                raise ConfigError(key, f"no such key in task {name} (a typo?).")
 
 
 def dispatch(cfg: DictConfig) -> dict:
