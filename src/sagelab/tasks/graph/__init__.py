@@ -1,11 +1,17 @@
-"""Graph link prediction on DGL: property-graph readers, feature encoding, GNN encoders, metrics.
+"""The graph family: GNN link prediction on DGL (``task=link_prediction``).
 
-The modules here are a plain library (no Lightning, no config objects) so that they can be
-tested on tiny graphs in seconds; :mod:`sagelab.tasks.graph.task` wires them to the runner.
+* :mod:`.task` -- :class:`~.task.LinkPredictionTask` and its config schema; cheap (no torch, no DGL);
+* :mod:`.data` / :mod:`.module` -- the Lightning DataModule and LightningModule, built from explicit arguments;
+* a plain library below them (no Lightning, no config objects), testable on tiny graphs in seconds:
+  :mod:`.property_graph` and :mod:`.datasets` (readers), :mod:`.features` (encoding), :mod:`.split`,
+  :mod:`.pipeline` (read -> encode -> split), :mod:`.nn` (encoders, scorers), :mod:`.training`,
+  :mod:`.metrics`, :mod:`.recommend` (top-k, transform).
+
 Import DGL only through :func:`sagelab.tasks.graph.dgl_shim.import_dgl`.
 """
 
-# choices shared by config checks (which must not import torch) and the models
+# choices shared by the config schema (which must not import torch) and the models
 ARCHS = ("graphsage", "gcn")
 SCORERS = ("dot", "mlp")
 AGGREGATORS = ("mean", "gcn", "pool", "lstm")
+SAMPLING = ("full", "neighbor")

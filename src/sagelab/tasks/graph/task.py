@@ -110,15 +110,27 @@ class LinkPredictionTask(Task):
         return self._prepared
 
     def datamodule(self) -> Any:
-        from sagelab.tasks.graph.module import LinkDataModule
+        from sagelab.tasks.graph.data import LinkDataModule
 
-        return LinkDataModule(self.cfg, self.prepared())
+        cfg, layers = self.cfg, int(self.cfg.model.num_layers)
+        fanouts = [int(f) for f in cfg.task.fanouts][:layers]
+        fanouts += fanouts[-1:] * (layers - len(fanouts))  # a shorter list repeats its last entry
+        return LinkDataModule(
+            self.prepared(), sampling=str(cfg.task.sampling), fanouts=fanouts, self_loops=cfg.model.arch == "gcn",
+            neg_ratio=int(cfg.task.neg_ratio), batch_size=int(cfg.optim.batch_size), seed=int(cfg.seed),
+            num_workers=int(cfg.data.num_workers),
+        )
 
     def module(self) -> Any:
         from sagelab.tasks.graph.module import LinkPredictionModule
 
-        data = self.prepared()
-        module = LinkPredictionModule(self.cfg, in_dim=int(data.x.shape[1]), num_nodes=data.num_nodes)
+        data, model, task, optim = self.prepared(), self.cfg.model, self.cfg.task, self.cfg.optim
+        module = LinkPredictionModule(
+            int(data.x.shape[1]), data.num_nodes, arch=str(model.arch), hidden_dim=int(model.hidden_dim),
+            num_layers=int(model.num_layers), dropout=float(model.dropout), aggregator=str(model.aggregator),
+            scorer=str(model.scorer), id_embedding=int(task.id_embedding or 0), neg_ratio=int(task.neg_ratio),
+            hits_at=[int(k) for k in task.hits_at], lr=float(optim.lr), weight_decay=float(optim.weight_decay),
+        )
         module.set_graph_state(data.encoder.state_dict(), data.graph.node_ids, data.names)
         return module
 
