@@ -72,6 +72,7 @@ def compose(dataset: str, epochs: int, tmp: Path) -> Any:
     from omegaconf import open_dict
 
     import sagelab.config  # noqa: F401  (resolvers)
+    import sagelab.schema  # noqa: F401  (the typed schema conf/config.yaml starts from)
 
     overrides = [
         "task=link_prediction", "model=graphsage", "instance=local_cpu1", f"trainer.max_epochs={epochs}",
@@ -173,7 +174,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = compose(dataset, epochs, Path(tmp))
             task = LinkPredictionTask(cfg)
-            task.check()
+            task.validate()
             data = task.prepared()
             plain, ours, val = [], [], []
             for _ in range(args.rounds):

@@ -15,28 +15,88 @@ trained encoder without retraining ("model transform").
   with the trained feature encoding and weights, log fresh embeddings, recommend for new nodes.
 
 The fitted feature encoding and the training node ids travel inside the checkpoint (the module's
-``extra_state``), so recommend/transform encode data exactly as training did.
+``extra_state``), so recommend/transform encode data exactly as training did. This module is cheap:
+no torch or DGL until a hook runs.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from sagelab.config import ConfigError, check_positive
-from sagelab.tasks.base import Task
+from sagelab.config import ConfigError
+from sagelab.schema import below_one, check_values, checked, each, fraction, non_negative, one_of, positive, typed
+from sagelab.tasks.base import Mode, Task
+from sagelab.tasks.graph import AGGREGATORS, ARCHS, SAMPLING, SCORERS
 
 if TYPE_CHECKING:
+    from sagelab.context import TaskContext
+    from sagelab.tasks.graph.data import LinkDataModule
+    from sagelab.tasks.graph.module import LinkPredictionModule
     from sagelab.tasks.graph.pipeline import PreparedGraph
-    from sagelab.runner import Runner
 
-SAMPLING = ("full", "neighbor")
+
+# -- the schema of the task: and model: blocks ------------------------------------------------------------------
+@dataclass(kw_only=True)
+class SplitConfig:
+    val: float = checked(MISSING, fraction)  # fractions of undirected edges held out
+    test: float = checked(MISSING, fraction)
+    seed: int = MISSING
+
+
+@dataclass(kw_only=True)
+class TransformConfig:
+    nodes: Optional[str] = None
+    edges: Optional[str] = None
+
+
+@dataclass(kw_only=True)
+class LinkPredictionConfig:
+    _target_: str = MISSING
+    name: str = MISSING
+    metric: str = MISSING
+    metric_mode: str = checked(MISSING, one_of("max", "min"))
+    run_only_keys: list[str] = field(default_factory=list)
+    dataset: str = MISSING  # a key of datasets; checked with the dataset's own keys in check()
+    datasets: dict[str, Any] = MISSING
+    features: dict[str, Any] = field(default_factory=dict)
+    separator: str = MISSING
+    id_embedding: int = checked(MISSING, non_negative)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    sampling: str = checked(MISSING, one_of(*SAMPLING))
+    fanouts: list[int] = MISSING  # per layer; -1 takes every neighbour
+    neg_ratio: int = checked(MISSING, positive)
+    eval_negs: int = checked(MISSING, positive)
+    hits_at: list[int] = checked(MISSING, each(positive))
+    node: Optional[str] = None
+    k: int = checked(MISSING, positive)
+    transform: TransformConfig = field(default_factory=TransformConfig)
+    check_paths: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class GnnModelConfig:
+    """``conf/model/{graphsage,gcn}.yaml``."""
+
+    kind: str = MISSING
+    name: str = MISSING
+    arch: str = checked(MISSING, one_of(*ARCHS))
+    hidden_dim: int = checked(MISSING, positive)
+    num_layers: int = checked(MISSING, positive)
+    dropout: float = checked(MISSING, below_one)
+    aggregator: str = checked(MISSING, one_of(*AGGREGATORS))
+    scorer: str = checked(MISSING, one_of(*SCORERS))
 
 
 class LinkPredictionTask(Task):
+    config_class = LinkPredictionConfig
+    model_kinds = ("gnn",)
     lightning_modes = ("train", "evaluate")
+    supports_multiprocess = False  # full-graph or sampled, one process
 
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__(cfg)
@@ -57,45 +117,29 @@ class LinkPredictionTask(Task):
         spec["features"] = merged
         return spec
 
+    def validate(self) -> None:
+        if self.cfg.model.get("kind") == "gnn":  # another kind is refused by the base, naming the kinds it takes
+            check_values(typed(self.cfg.model, GnnModelConfig, "model."), GnnModelConfig, "model.")
+        super().validate()
+
     def check(self) -> None:
         from sagelab.tasks.graph.pipeline import check_dataset
 
-        model, task = self.cfg.model, self.cfg.task
-        if model.get("kind") != "gnn":
-            raise ConfigError("model", f"'{model.get('name')}' is not a graph model (kind: {model.get('kind')}); "
-                              "task=link_prediction needs model=graphsage or model=gcn.")
-        from sagelab.tasks.graph import AGGREGATORS, ARCHS, SCORERS
-
-        for key, allowed in (("model.arch", ARCHS), ("model.scorer", SCORERS), ("model.aggregator", AGGREGATORS),
-                             ("task.sampling", SAMPLING)):
-            value = OmegaConf.select(self.cfg, key)
-            if value not in allowed:
-                raise ConfigError(key, f"is {value!r}; allowed values are {', '.join(allowed)}.")
-        check_positive(self.cfg, ["model.hidden_dim", "model.num_layers", "task.neg_ratio", "task.eval_negs", "task.k"])
-        check_positive(self.cfg, ["model.dropout", "task.id_embedding"], allow_zero=True)
-        if not 0 <= float(model.dropout) < 1:
-            raise ConfigError("model.dropout", f"must be in [0, 1), got {model.dropout}.")
-        if task.sampling == "neighbor" and not 1 <= len(task.fanouts) <= int(model.num_layers):
-            raise ConfigError("task.fanouts", f"has {len(task.fanouts)} entries for model.num_layers={model.num_layers} "
+        task, layers = self.cfg.task, int(self.cfg.model.num_layers)
+        if task.sampling == "neighbor" and not 1 <= len(task.fanouts) <= layers:
+            raise ConfigError("task.fanouts", f"has {len(task.fanouts)} entries for model.num_layers={layers} "
                               "(one per layer; a shorter list repeats its last entry).")
         check_dataset(self.dataset, f"task.datasets.{task.dataset}")
-        from sagelab.instances import processes
-
-        if processes(self.cfg) > 1 or int(self.cfg.strategy.get("num_nodes", 1)) > 1:
-            raise ConfigError("strategy", f"'{self.cfg.strategy.name}' runs several processes; link prediction "
-                              "trains in one (full-graph or sampled), use strategy=single.")
         mode = str(self.cfg.mode)
         if mode == "recommend" and task.node is None:
             raise ConfigError("task.node", "mode=recommend needs a node id or name, e.g. task.node=Henry.")
         if mode == "transform":
-            from pathlib import Path
-
             for part in ("nodes", "edges"):
                 value = task.transform.get(part)
                 if not value or not Path(str(value)).exists():
                     raise ConfigError(f"task.transform.{part}", f"mode=transform needs an updated export file; got {value!r}.")
 
-    # -- data ----------------------------------------------------------------------------
+    # -- data and model: the config mapped to constructor arguments, here only --------------------
     def prepared(self) -> PreparedGraph:
         """Read, encode and split the configured graph once per process."""
         if self._prepared is None:
@@ -109,7 +153,7 @@ class LinkPredictionTask(Task):
             )
         return self._prepared
 
-    def datamodule(self) -> Any:
+    def datamodule(self) -> LinkDataModule:
         from sagelab.tasks.graph.data import LinkDataModule
 
         cfg, layers = self.cfg, int(self.cfg.model.num_layers)
@@ -121,7 +165,7 @@ class LinkPredictionTask(Task):
             num_workers=int(cfg.data.num_workers),
         )
 
-    def module(self) -> Any:
+    def module(self) -> LinkPredictionModule:
         from sagelab.tasks.graph.module import LinkPredictionModule
 
         data, model, task, optim = self.prepared(), self.cfg.model, self.cfg.task, self.cfg.optim
@@ -135,34 +179,25 @@ class LinkPredictionTask(Task):
         return module
 
     # -- after evaluation: the seed's "model artifacts, raw embeddings, mapping" -------------
-    def on_evaluated(self, runner: Runner, module: Any, metrics: dict[str, float]) -> None:
-        if not runner.is_global_zero:
-            return
-        import numpy as np
-
+    def on_evaluated(self, context: TaskContext, module: Any, metrics: dict[str, float]) -> None:
         from sagelab.tasks.graph.recommend import full_embeddings
 
         data = self.prepared()
         h = full_embeddings(module.model, data.x, data.all_edges(), module.model.needs_self_loops)
-        out = runner.output_dir / "link_prediction"
-        out.mkdir(parents=True, exist_ok=True)
-        np.save(out / "embeddings.npy", h.numpy())
-        (out / "mapping.json").write_text(json.dumps({"node_ids": data.graph.node_ids, "names": data.names}))
-        (out / "features.json").write_text(json.dumps(data.encoder.state_dict()))
-        for name in ("embeddings.npy", "mapping.json", "features.json"):
-            runner.log_artifact(out / name, "embeddings")
-        runner.log_dict(data.describe(), "graph.json")
+        log_embeddings(context, "link_prediction", h, data.graph.node_ids, data.names,
+                       {"features.json": data.encoder.state_dict()})
+        context.tracker.log_dict(data.describe(), "graph.json")
 
     # -- task modes ------------------------------------------------------------------------
-    def extra_modes(self) -> dict[str, Callable[[Runner], dict[str, Any]]]:
+    def extra_modes(self) -> dict[str, Mode]:
         return {"recommend": self.recommend, "transform": self.transform}
 
-    def recommend(self, runner: Runner) -> dict[str, Any]:
-        from sagelab.tasks.graph.recommend import find_node, full_embeddings, recommend
-
+    def recommend(self, context: TaskContext) -> dict[str, Any]:
         import torch
 
-        module = runner.load_module()
+        from sagelab.tasks.graph.recommend import find_node, full_embeddings, recommend
+
+        module = context.load_module()
         data, task = self.prepared(), self.cfg.task
         if module.node_ids != data.graph.node_ids:
             raise ConfigError("task.dataset", f"the graph ({data.graph.source}) is not the one the checkpoint was trained "
@@ -174,20 +209,18 @@ class LinkPredictionTask(Task):
         top = recommend(module.model, h, node, int(task.k), edges, data.graph.node_ids, data.names)
         result = {"node": {"id": data.graph.node_ids[node], "name": data.names[node]}, "recommendations": top}
         _print_recommendations(result)
-        runner.log_dict(result, "recommendations.json")
+        context.tracker.log_dict(result, "recommendations.json")
         return {"recommend/count": len(top), "recommend/top_score": top[0]["score"] if top else 0.0}
 
-    def transform(self, runner: Runner) -> dict[str, Any]:
-        import numpy as np
-
+    def transform(self, context: TaskContext) -> dict[str, Any]:
         from sagelab.tasks.graph.property_graph import read_gremlin_csv
         from sagelab.tasks.graph.recommend import find_node, recommend, transform
 
         task = self.cfg.task
-        module = runner.load_module()
-        encoder, trained_ids = module.feature_encoder(), module.node_ids
+        module = context.load_module()
         updated = read_gremlin_csv(task.transform.nodes, task.transform.edges, separator=str(task.separator))
-        result = transform(module.model, encoder, trained_ids, updated, module.model.needs_self_loops)
+        result = transform(module.model, module.feature_encoder(), module.node_ids, updated,
+                           module.model.needs_self_loops)
         names = updated.display_names(self.dataset.get("name_property"))
         queries = list(result.new_nodes)
         if task.node is not None:
@@ -200,15 +233,26 @@ class LinkPredictionTask(Task):
         ]
         for answer in answers:
             _print_recommendations(answer)
-        out = runner.output_dir / "link_prediction_transform"
-        out.mkdir(parents=True, exist_ok=True)
-        np.save(out / "embeddings.npy", result.embeddings.numpy())
-        (out / "mapping.json").write_text(json.dumps({"node_ids": updated.node_ids, "names": names}))
-        for name in ("embeddings.npy", "mapping.json"):
-            runner.log_artifact(out / name, "embeddings")
-        runner.log_dict(answers, "transform_recommendations.json")
+        log_embeddings(context, "link_prediction_transform", result.embeddings, updated.node_ids, names)
+        context.tracker.log_dict(answers, "transform_recommendations.json")
         return {"transform/nodes": updated.num_nodes, "transform/new_nodes": len(result.new_nodes),
                 "transform/edges": updated.num_edges}
+
+
+def log_embeddings(context: TaskContext, folder: str, embeddings: Any, node_ids: Sequence[str],
+                   names: Sequence[str], extra: dict[str, Any] | None = None) -> None:
+    """Write ``embeddings.npy`` + ``mapping.json`` (+ ``extra`` JSON files) under ``output_dir/folder`` and log
+    them as the run's ``embeddings/`` artifacts."""
+    import numpy as np
+
+    out = context.output_dir / folder
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "embeddings.npy", embeddings.numpy())
+    files = {"mapping.json": {"node_ids": list(node_ids), "names": list(names)}, **(extra or {})}
+    for name, content in files.items():
+        (out / name).write_text(json.dumps(content))
+    for name in ("embeddings.npy", *files):
+        context.tracker.log_artifact(out / name, "embeddings")
 
 
 def _print_recommendations(result: dict[str, Any]) -> None:
