@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/link_prediction_epoch.py                   # Cora full-graph + Twitch mini-batch
     .venv/bin/python benchmarks/link_prediction_epoch.py --datasets cora --epochs 40
 
-Both sides train the same :class:`~sagelab.graph.nn.LinkPredictor` (GraphSAGE, hidden 128, 2 layers)
+Both sides train the same :class:`~sagelab.tasks.graph.nn.LinkPredictor` (GraphSAGE, hidden 128, 2 layers)
 on the same prepared graph, one thread each, with the same optimiser and loss:
 
 * Cora: full-graph, one step per epoch;
@@ -72,6 +72,7 @@ def compose(dataset: str, epochs: int, tmp: Path) -> Any:
     from omegaconf import open_dict
 
     import sagelab.config  # noqa: F401  (resolvers)
+    import sagelab.schema  # noqa: F401  (the typed schema conf/config.yaml starts from)
 
     overrides = [
         "task=link_prediction", "model=graphsage", "instance=local_cpu1", f"trainer.max_epochs={epochs}",
@@ -112,9 +113,9 @@ def sagelab_epochs(task: Any, cfg: Any) -> tuple[list[float], list[float]]:
 
 def plain_epochs(task: Any, cfg: Any) -> list[float]:
     """The textbook DGL loop: same model class, optimiser and loss, no framework around it."""
-    from sagelab.graph.dgl_shim import import_dgl
-    from sagelab.graph.nn import LinkPredictor
-    from sagelab.graph.training import reverse_edge_ids
+    from sagelab.tasks.graph.dgl_shim import import_dgl
+    from sagelab.tasks.graph.nn import LinkPredictor
+    from sagelab.tasks.graph.training import reverse_edge_ids
 
     dgl = import_dgl()
     data, m = task.prepared(), cfg.model
@@ -166,14 +167,14 @@ def main() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
-    from sagelab.tasks.link_prediction import LinkPredictionTask
+    from sagelab.tasks.graph.task import LinkPredictionTask
 
     for dataset in args.datasets:
         epochs = args.epochs or {"cora": 30, "twitch": 4}[dataset]
         with tempfile.TemporaryDirectory() as tmp:
             cfg = compose(dataset, epochs, Path(tmp))
             task = LinkPredictionTask(cfg)
-            task.check()
+            task.validate()
             data = task.prepared()
             plain, ours, val = [], [], []
             for _ in range(args.rounds):

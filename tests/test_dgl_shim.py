@@ -1,4 +1,4 @@
-"""The GraphBolt stand-in: DGL 2.1 imports and works on this torch only through sagelab.graph.dgl_shim."""
+"""The GraphBolt stand-in: DGL 2.1 imports and works on this torch only through sagelab.tasks.graph.dgl_shim."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def test_fresh_interpreter_imports_dgl_through_the_shim() -> None:
     code = (
         "import sys\n"
         "assert 'dgl' not in sys.modules\n"
-        "from sagelab.graph.dgl_shim import import_dgl\n"
+        "from sagelab.tasks.graph.dgl_shim import import_dgl\n"
         "dgl = import_dgl()\n"
         "assert dgl.graphbolt is sys.modules['dgl.graphbolt']\n"
         "print(dgl.__version__)\n"
@@ -25,7 +25,7 @@ def test_fresh_interpreter_imports_dgl_through_the_shim() -> None:
 def test_standin_fails_loudly_and_dgl_still_computes() -> None:
     import torch
 
-    from sagelab.graph.dgl_shim import import_dgl
+    from sagelab.tasks.graph.dgl_shim import import_dgl
 
     dgl = import_dgl()
     assert import_dgl() is dgl  # idempotent

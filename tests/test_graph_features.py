@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from sagelab.config import ConfigError
-from sagelab.graph.features import FeatureEncoder, resolve_specs
-from sagelab.graph.property_graph import Property, PropertyGraph
+from sagelab.tasks.graph.features import FeatureEncoder, resolve_specs
+from sagelab.tasks.graph.property_graph import Property, PropertyGraph
 
 
 def people(interests: list[list[str]], ages: list, city: list | None = None, names: list | None = None) -> PropertyGraph:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from sagelab.config import PROJECT_ROOT, ConfigError
-from sagelab.graph.datasets import convert_twitch, read_planetoid
-from sagelab.graph.property_graph import read_gremlin_csv, write_gremlin_csv
+from sagelab.tasks.graph.datasets import convert_twitch, read_planetoid
+from sagelab.tasks.graph.property_graph import read_gremlin_csv, write_gremlin_csv
 
 EXAMPLE = PROJECT_ROOT / "data" / "graph" / "example"
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from sagelab.graph.nn import LinkPredictor
-from sagelab.graph.split import sample_eval_negatives, split_edges
-from sagelab.graph.training import (
+from sagelab.tasks.graph.nn import LinkPredictor
+from sagelab.tasks.graph.split import sample_eval_negatives, split_edges
+from sagelab.tasks.graph.training import (
     EdgeBatchCollator,
     edge_sampler,
     embed,
@@ -74,7 +74,8 @@ def test_training_learns_held_out_links(arch: str, sampling: str) -> None:
         if sampling == "full":
             loss = full_graph_loss(model, graph, x, torch.as_tensor(split.train), num_negs=2)
         else:
-            loss = minibatch_loss(model, collate(torch.randperm(len(split.train))[:64]), x)
+            batch = collate(torch.randperm(len(split.train))[:64])
+            loss = minibatch_loss(model, batch, x[batch[0]])
         loss.backward()
         opt.step()
         losses.append(loss.item())

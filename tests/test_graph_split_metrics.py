@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from sagelab.config import ConfigError
-from sagelab.graph.metrics import link_metrics, positive_ranks
-from sagelab.graph.split import edge_keys, sample_eval_negatives, split_edges
-from sagelab.graph.training import message_passing_graph, reverse_edge_ids
+from sagelab.tasks.graph.metrics import link_metrics, positive_ranks
+from sagelab.tasks.graph.split import edge_keys, sample_eval_negatives, split_edges
+from sagelab.tasks.graph.training import message_passing_graph, reverse_edge_ids
 
 
 def ring(n: int) -> tuple[np.ndarray, np.ndarray]:

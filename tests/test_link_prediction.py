@@ -16,6 +16,7 @@ from typing import Any, Callable
 import pytest
 from omegaconf import DictConfig
 
+from conftest import dispatch_cfg, mlflow_runs
 from sagelab.config import PROJECT_ROOT, ConfigError
 
 EXAMPLE = PROJECT_ROOT / "data" / "graph" / "example"
@@ -27,20 +28,11 @@ BASE = [
 FAST = [*BASE, "model.dropout=0.2"]
 
 
-def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
-    import torch
-
-    from hydra.utils import get_class
-
-    from sagelab.cli import check_common
-    from sagelab.runner import Runner
-
-    torch.set_num_threads(1)
-    check_common(cfg)
-    task = get_class(str(cfg.task._target_))(cfg)
-    task.check()
-    runner = Runner(cfg, task)
-    return runner.run(), runner.run_id
+def run(cfg: DictConfig) -> tuple[dict[str, float], str]:
+    """The command as ``python run.py`` runs it (CLI dispatch); its metrics and MLflow run id."""
+    metrics = dispatch_cfg(cfg)
+    runs = mlflow_runs(Path(cfg.output_dir).parent, "link_prediction").sort_values("start_time", ascending=False)
+    return metrics, str(runs.iloc[0]["run_id"])
 
 
 def artifact(tmp_path: Path, run_id: str, name: str) -> Any:
@@ -60,7 +52,13 @@ def artifact(tmp_path: Path, run_id: str, name: str) -> Any:
         (["task.sampling=random"], "task.sampling"),
         (["task.sampling=neighbor", "task.fanouts=[5,5,5]"], "task.fanouts"),
         (["model.scorer=cosine"], "model.scorer"),
-        (["model.dropout=1.5"], "model.dropout"),
+        (["model.arch=gat"], "model.arch"),
+        (["model.aggregator=max"], "model.aggregator"),
+        (["model.dropout=1.0"], "model.dropout"),
+        (["model.num_layers=0"], "model.num_layers"),
+        (["task.k=0"], "task.k"),
+        (["task.id_embedding=-1"], "task.id_embedding"),
+        (["+task.foo=1"], "task.foo"),
         (["mode=recommend"], "task.node"),
         (["mode=transform"], "task.transform.nodes"),
         (["task.dataset=csv"], "task.datasets.csv.nodes"),
@@ -73,8 +71,24 @@ def test_config_errors_name_the_key(make_cfg: Callable[..., DictConfig], overrid
 
     cfg = make_cfg(*BASE, *overrides)
     with pytest.raises(ConfigError) as err:
-        get_class(str(cfg.task._target_))(cfg).check()
+        get_class(str(cfg.task._target_))(cfg).validate()
     assert err.value.key == key
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("task.k=abc", "sagelab: bad config: task.k: wrong type: 'abc' is not a whole number."),
+        ("task.foo=1", "sagelab: bad config: task.foo: no such key in task link_prediction (a typo?)."),
+        ("+task.foo=1", "sagelab: bad config: task.foo: no such key here (a typo?)."),
+        ("task.split.val=2", "sagelab: bad config: task.split.val: is a fraction (0..1), got 2.0."),
+    ],
+)
+def test_command_line_type_and_key_errors(run_cli: Callable[..., Any], override: str, expected: str) -> None:
+    done = run_cli("task=link_prediction", "mode=recommend", "task.node=Henry", override, tiny=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == expected
+    assert "Traceback" not in done.stderr
 
 
 def test_train_recommend_transform(make_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
@@ -91,6 +105,11 @@ def test_train_recommend_transform(make_cfg: Callable[..., DictConfig], tmp_path
     checkpoint = tmp_path / "ckpt" / "final.ckpt"
     assert checkpoint.exists()
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    import torch
+
+    extra = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]["_extra_state"]
+    assert extra["node_ids"][:2] == ["p1", "p2"] and extra["names"][0] == "Henry"
+    assert [spec["property"] for spec in extra["features"]["specs"]] == ["name", "age", "interests", "job"]
 
     # -- recommend: k non-friends of Henry, best first ---------------------------------------
     metrics, run_id = run(make_cfg(*FAST, "mode=recommend", "task.node=Henry", "task.k=6", f"checkpoint.load={checkpoint}"))
@@ -134,7 +153,7 @@ def test_train_recommend_transform(make_cfg: Callable[..., DictConfig], tmp_path
 
 
 def test_feature_overrides_merge_over_the_dataset_preset(make_cfg: Callable[..., DictConfig]) -> None:
-    from sagelab.tasks.link_prediction import LinkPredictionTask
+    from sagelab.tasks.graph.task import LinkPredictionTask
 
     cfg = make_cfg(*BASE, "+task.features.interests.max_categories=5", "+task.features.job.type=none")
     features = LinkPredictionTask(cfg).dataset["features"]

@@ -52,8 +52,9 @@ def check_task_overrides(argv: list[str], conf_dir: Path) -> None:
     """``task.<key>=value`` against the selected task's ``config_class``: an unknown key or a wrong type is one
     line naming it (Hydra refuses an unknown key in a paragraph, and composes a wrong type unchecked).
 
-    Skipped where the command line alone does not say which task runs (a sweep over tasks, ``+experiment=``) or
-    the task has no schema; :meth:`Task.validate` checks the composed block anyway.
+    Skipped where the command line alone does not say which task runs (a sweep over tasks, ``+experiment=``,
+    which may pick the task and add keys) or the task has no schema; :meth:`Task.validate` checks the composed
+    block anyway.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.utils import get_class
@@ -62,27 +63,31 @@ def check_task_overrides(argv: list[str], conf_dir: Path) -> None:
     from sagelab.schema import check_values, typed
 
     args = [a for a in argv if not a.startswith("-") and "=" in a]
-    if not any(a.startswith("task.") for a in args) or any("experiment=" in a for a in args):
+    if not any(a.lstrip("+").startswith("task.") for a in args) or any("experiment=" in a for a in args):
         return
     chosen = [a.lstrip("+").partition("=")[2] for a in args if a.lstrip("+").startswith("task=")]
     if not chosen:
-        defaults = OmegaConf.load(conf_dir / "config.yaml").get("defaults", [])
+        defaults = OmegaConf.to_container(OmegaConf.load(conf_dir / "config.yaml")).get("defaults", [])
         chosen = [str(d["task"]) for d in defaults if isinstance(d, dict) and "task" in d]
-    if len(chosen) != 1 or "," in chosen[0] or not (conf_dir / "task" / f"{chosen[0]}.yaml").exists():
+    path = conf_dir / "task" / f"{chosen[0]}.yaml" if len(chosen) == 1 else None
+    if path is None or "," in chosen[0] or not path.is_file():
         return
-    target = OmegaConf.load(conf_dir / "task" / f"{chosen[0]}.yaml").get("_target_")
+    block = OmegaConf.load(path)
+    if "@package _global_" in path.read_text():  # a task file that also sets trainer/optim defaults
+        block = block.get("task") or OmegaConf.create()
     try:
-        schema = getattr(get_class(str(target)), "config_class", None) if target else None
+        schema = getattr(get_class(str(block.get("_target_"))), "config_class", None)
     except Exception:  # noqa: BLE001 -- a task that does not import is dispatch's to report, with its key
         return
     if schema is None:
         return
-    for override in OverridesParser.create().parse_overrides([a for a in args if a.startswith("task.")]):
+    task_args = [a for a in args if a.lstrip("+").startswith("task.")]
+    for override in OverridesParser.create().parse_overrides(task_args):
         values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
         for value in values:
-            block = OmegaConf.create()
-            OmegaConf.update(block, override.key_or_group[len("task."):], value, force_add=True)
-            check_values(typed(block, schema, "task."), schema, "task.")
+            single = OmegaConf.create()
+            OmegaConf.update(single, override.key_or_group[len("task."):], value, force_add=True)
+            check_values(typed(single, schema, "task."), schema, "task.")
 
 
 def dispatch(cfg: DictConfig) -> dict:

@@ -54,6 +54,10 @@ def auto_or_number(value: Any) -> str | None:
     return f"is {value!r}; use auto or a number."
 
 
+def below_one(value: Any) -> str | None:
+    return None if value is None or 0 <= value < 1 else f"is a fraction in [0, 1), got {value!r}."
+
+
 def at_least_one(value: Any) -> str | None:
     return None if value is None or value >= 1 else f"must be 1 or more, got {value!r}."
 
@@ -77,6 +81,15 @@ def one_of(*allowed: str) -> Check:
         return None if value is None or value in allowed else f"is {value!r}; allowed values are {', '.join(allowed)}."
 
     return check
+
+
+def each(check: Check) -> Check:
+    """A check of every item of a list: ``hits_at: list[int] = checked(MISSING, each(positive))``."""
+
+    def check_items(values: Any) -> str | None:
+        return next((f"item {i}: {problem}" for i, v in enumerate(values or []) if (problem := check(v))), None)
+
+    return check_items
 
 
 def checked(default: Any = MISSING, *checks: Check, **kwargs: Any) -> Any:

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from sagelab.config import ConfigError
-from sagelab.graph.features import FeatureEncoder
-from sagelab.graph.nn import LinkPredictor
-from sagelab.graph.property_graph import PropertyGraph
-from sagelab.graph.training import embed, message_passing_graph
+from sagelab.tasks.graph.features import FeatureEncoder
+from sagelab.tasks.graph.nn import LinkPredictor
+from sagelab.tasks.graph.property_graph import PropertyGraph
+from sagelab.tasks.graph.training import embed, message_passing_graph
 
 
 def find_node(query: str, node_ids: Sequence[str], names: Sequence[str], key: str = "task.node") -> int:

@@ -8,7 +8,7 @@
   property ``interests:String[]``, so that it reaches the model through the same CSV path a
   graph-database export would::
 
-      python -m sagelab.graph.datasets twitch /work/shared/data/graph/twitch .cache/graph/twitch
+      python -m sagelab.tasks.graph.datasets twitch /work/shared/data/graph/twitch .cache/graph/twitch
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from sagelab.config import ConfigError
-from sagelab.graph.property_graph import Property, PropertyGraph, undirected_unique, write_gremlin_csv
+from sagelab.tasks.graph.property_graph import Property, PropertyGraph, undirected_unique, write_gremlin_csv
 
 PLANETOID_PARTS = ("x", "tx", "allx", "graph")
 

@@ -20,8 +20,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from sagelab.graph import ARCHS
-from sagelab.graph.dgl_shim import import_dgl
+from sagelab.tasks.graph import ARCHS
+from sagelab.tasks.graph.dgl_shim import import_dgl
 
 
 class DotScorer(nn.Module):

@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from sagelab.config import ConfigError
-from sagelab.graph.property_graph import PropertyGraph, split_multi
+from sagelab.tasks.graph.property_graph import PropertyGraph, split_multi
 
 TYPES = ("category", "numerical", "bucket_numerical", "text", "none")
 NORMS = ("none", "min-max", "standard", "row")

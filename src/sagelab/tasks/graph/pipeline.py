@@ -19,9 +19,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from sagelab.config import ConfigError
-from sagelab.graph.features import FeatureEncoder, resolve_specs
-from sagelab.graph.property_graph import PropertyGraph, read_gremlin_csv
-from sagelab.graph.split import EdgeSplit, sample_eval_negatives, split_edges
+from sagelab.tasks.graph.features import FeatureEncoder, resolve_specs
+from sagelab.tasks.graph.property_graph import PropertyGraph, read_gremlin_csv
+from sagelab.tasks.graph.split import EdgeSplit, sample_eval_negatives, split_edges
 
 FORMATS = ("csv", "planetoid")
 
@@ -49,12 +49,12 @@ def check_dataset(spec: Mapping[str, Any], key: str) -> None:
 def load_graph(spec: Mapping[str, Any], separator: str = ";") -> PropertyGraph:
     """Read the graph a dataset description names (converting Twitch to CSV first if asked)."""
     if spec["format"] == "planetoid":
-        from sagelab.graph.datasets import read_planetoid
+        from sagelab.tasks.graph.datasets import read_planetoid
 
         return read_planetoid(spec["path"], spec.get("name") or "cora")
     nodes, edges = Path(str(spec["nodes"])), Path(str(spec["edges"]))
     if spec.get("convert_from") and not (nodes.exists() and edges.exists()):
-        from sagelab.graph.datasets import convert_twitch
+        from sagelab.tasks.graph.datasets import convert_twitch
 
         if nodes.parent != edges.parent:
             raise ConfigError("task.datasets", "convert_from needs nodes and edges in the same folder.")
@@ -86,7 +86,7 @@ class PreparedGraph:
         """``which="train"``: the message-passing graph of training edges; ``"all"``: every known edge."""
         key = (which, self_loops)
         if key not in self._graphs:
-            from sagelab.graph.training import message_passing_graph
+            from sagelab.tasks.graph.training import message_passing_graph
 
             edges = self.split.train if which == "train" else self.all_edges()
             self._graphs[key] = message_passing_graph(edges, self.num_nodes, self_loops)

@@ -12,15 +12,16 @@ In a mini-batch, the sampled blocks exclude the batch's own target edges and the
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sagelab.graph.dgl_shim import import_dgl
-from sagelab.graph.metrics import link_metrics
-from sagelab.graph.nn import LinkPredictor
+from sagelab.tasks.graph.dgl_shim import import_dgl
+from sagelab.tasks.graph.metrics import link_metrics
+from sagelab.tasks.graph.nn import LinkPredictor
 
 
 def message_passing_graph(edges: np.ndarray, num_nodes: int, self_loops: bool = False) -> Any:
@@ -83,38 +84,47 @@ class EdgeBatchCollator:
         return self.sampler.sample(self.graph, torch.as_tensor(eids, dtype=torch.int64))
 
 
-def minibatch_loss(model: LinkPredictor, batch: tuple[Any, ...], x: torch.Tensor) -> torch.Tensor:
-    """Loss of one ``(input_nodes, pair_graph, neg_pair_graph, blocks)`` batch from :func:`edge_sampler`."""
+def minibatch_loss(model: LinkPredictor, batch: tuple[Any, ...], inputs: torch.Tensor) -> torch.Tensor:
+    """Loss of one ``(input_nodes, pair_graph, neg_pair_graph, blocks)`` batch from :func:`edge_sampler`;
+    ``inputs`` are the input nodes' features (``x[input_nodes]``)."""
     input_nodes, pair_graph, neg_graph, blocks = batch
-    h = model(blocks, x[input_nodes], input_nodes)
+    h = model(blocks, inputs, input_nodes)
     pos_src, pos_dst = pair_graph.edges()
     neg_src, neg_dst = neg_graph.edges()
     return bce_loss(model.score(h, pos_src, pos_dst), model.score(h, neg_src, neg_dst))
 
 
-@torch.no_grad()
-def embed(model: LinkPredictor, graph: Any, x: torch.Tensor) -> torch.Tensor:
-    """Full-neighbourhood embeddings of every node (eval mode, no dropout)."""
+@contextmanager
+def evaluating(model: LinkPredictor) -> Iterator[LinkPredictor]:
+    """``model`` in eval mode (no dropout) without gradients; its training mode is restored after."""
     was_training = model.training
     model.eval()
     try:
-        return model(graph, x)
+        with torch.no_grad():
+            yield model
     finally:
         model.train(was_training)
 
 
-@torch.no_grad()
+def embed(model: LinkPredictor, graph: Any, x: torch.Tensor) -> torch.Tensor:
+    """Full-neighbourhood embeddings of every node (eval mode, no dropout)."""
+    with evaluating(model):
+        return model(graph, x)
+
+
+def score_edges(model: LinkPredictor, h: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Logits of the edges ``(E, 2)`` given embeddings ``h`` (eval mode); ``sigmoid`` gives probabilities."""
+    with evaluating(model):
+        return model.score(h, edges[:, 0], edges[:, 1])
+
+
 def evaluate_edges(
     model: LinkPredictor, h: torch.Tensor, positives: torch.Tensor, neg_tails: torch.Tensor, hits_at: Iterable[int] = (20,)
 ) -> dict[str, float]:
     """Metrics of positive edges ``(P, 2)`` against tail negatives ``(P, K)`` given embeddings ``h``."""
-    was_training = model.training
-    model.eval()
-    try:
-        src, dst = positives[:, 0], positives[:, 1]
-        pos = model.score(h, src, dst)
+    with evaluating(model):
+        src = positives[:, 0]
+        pos = model.score(h, src, positives[:, 1])
         k = neg_tails.shape[1]
         neg = model.score(h, src.repeat_interleave(k), neg_tails.reshape(-1)).reshape(-1, k)
-    finally:
-        model.train(was_training)
     return link_metrics(pos, neg, hits_at)

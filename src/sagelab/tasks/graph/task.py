@@ -1,0 +1,263 @@
+"""GNN link prediction with DGL: train, evaluate, recommend new friends, embed an updated graph.
+
+The seed is "graph-based recommendation with Neptune ML": export a property graph (nodes.csv /
+edges.csv), encode node properties, train GraphSAGE/GCN for link prediction with negative sampling,
+then ask for the top-k new friends of a user and, when the graph changes, embed new users with the
+trained encoder without retraining ("model transform").
+
+* ``mode=train`` / ``evaluate`` go through the shared runner (MLflow, checkpoints, resume).
+  Full-graph training is one batch per epoch; ``task.sampling=neighbor`` uses DGL's neighbour
+  sampler with uniform negatives. Validation logs ``val/auc``, ``val/mrr``, ``val/hits_at_K``; the
+  final evaluation also logs ``test/*`` on the test edges, and :meth:`on_evaluated` logs the node
+  embeddings, the id mapping and the fitted feature encoding as artifacts.
+* ``mode=recommend task.node=Henry task.k=8``: the k most likely new links of that node.
+* ``mode=transform task.transform.nodes=... task.transform.edges=...``: encode an updated export
+  with the trained feature encoding and weights, log fresh embeddings, recommend for new nodes.
+
+The fitted feature encoding and the training node ids travel inside the checkpoint (the module's
+``extra_state``), so recommend/transform encode data exactly as training did. This module is cheap:
+no torch or DGL until a hook runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from sagelab.config import ConfigError
+from sagelab.schema import below_one, check_values, checked, each, fraction, non_negative, one_of, positive, typed
+from sagelab.tasks.base import Mode, Task
+from sagelab.tasks.graph import AGGREGATORS, ARCHS, SAMPLING, SCORERS
+
+if TYPE_CHECKING:
+    from sagelab.context import TaskContext
+    from sagelab.tasks.graph.data import LinkDataModule
+    from sagelab.tasks.graph.module import LinkPredictionModule
+    from sagelab.tasks.graph.pipeline import PreparedGraph
+
+
+# -- the schema of the task: and model: blocks ------------------------------------------------------------------
+@dataclass(kw_only=True)
+class SplitConfig:
+    val: float = checked(MISSING, fraction)  # fractions of undirected edges held out
+    test: float = checked(MISSING, fraction)
+    seed: int = MISSING
+
+
+@dataclass(kw_only=True)
+class TransformConfig:
+    nodes: Optional[str] = None
+    edges: Optional[str] = None
+
+
+@dataclass(kw_only=True)
+class LinkPredictionConfig:
+    _target_: str = MISSING
+    name: str = MISSING
+    metric: str = MISSING
+    metric_mode: str = checked(MISSING, one_of("max", "min"))
+    run_only_keys: list[str] = field(default_factory=list)
+    dataset: str = MISSING  # a key of datasets; checked with the dataset's own keys in check()
+    datasets: dict[str, Any] = MISSING
+    features: dict[str, Any] = field(default_factory=dict)
+    separator: str = MISSING
+    id_embedding: int = checked(MISSING, non_negative)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    sampling: str = checked(MISSING, one_of(*SAMPLING))
+    fanouts: list[int] = MISSING  # per layer; -1 takes every neighbour
+    neg_ratio: int = checked(MISSING, positive)
+    eval_negs: int = checked(MISSING, positive)
+    hits_at: list[int] = checked(MISSING, each(positive))
+    node: Optional[str] = None
+    k: int = checked(MISSING, positive)
+    transform: TransformConfig = field(default_factory=TransformConfig)
+    check_paths: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class GnnModelConfig:
+    """``conf/model/{graphsage,gcn}.yaml``."""
+
+    kind: str = MISSING
+    name: str = MISSING
+    arch: str = checked(MISSING, one_of(*ARCHS))
+    hidden_dim: int = checked(MISSING, positive)
+    num_layers: int = checked(MISSING, positive)
+    dropout: float = checked(MISSING, below_one)
+    aggregator: str = checked(MISSING, one_of(*AGGREGATORS))
+    scorer: str = checked(MISSING, one_of(*SCORERS))
+
+
+class LinkPredictionTask(Task):
+    config_class = LinkPredictionConfig
+    model_kinds = ("gnn",)
+    lightning_modes = ("train", "evaluate")
+    supports_multiprocess = False  # full-graph or sampled, one process
+
+    def __init__(self, cfg: DictConfig) -> None:
+        super().__init__(cfg)
+        self._prepared: PreparedGraph | None = None
+
+    # -- configuration -----------------------------------------------------------------
+    @property
+    def dataset(self) -> dict[str, Any]:
+        """The selected ``task.datasets`` entry with ``task.features`` merged over its features."""
+        name = str(self.cfg.task.dataset)
+        datasets = self.cfg.task.datasets
+        if name not in datasets:
+            raise ConfigError("task.dataset", f"is {name!r}; allowed values are {', '.join(datasets)}.")
+        spec = OmegaConf.to_container(datasets[name], resolve=True)
+        merged = dict(spec.get("features") or {})
+        for prop, override in (OmegaConf.to_container(self.cfg.task.features, resolve=True) or {}).items():
+            merged[prop] = {**(merged.get(prop) or {}), **(override or {})}
+        spec["features"] = merged
+        return spec
+
+    def validate(self) -> None:
+        if self.cfg.model.get("kind") == "gnn":  # another kind is refused by the base, naming the kinds it takes
+            check_values(typed(self.cfg.model, GnnModelConfig, "model."), GnnModelConfig, "model.")
+        super().validate()
+
+    def check(self) -> None:
+        from sagelab.tasks.graph.pipeline import check_dataset
+
+        task, layers = self.cfg.task, int(self.cfg.model.num_layers)
+        if task.sampling == "neighbor" and not 1 <= len(task.fanouts) <= layers:
+            raise ConfigError("task.fanouts", f"has {len(task.fanouts)} entries for model.num_layers={layers} "
+                              "(one per layer; a shorter list repeats its last entry).")
+        check_dataset(self.dataset, f"task.datasets.{task.dataset}")
+        mode = str(self.cfg.mode)
+        if mode == "recommend" and task.node is None:
+            raise ConfigError("task.node", "mode=recommend needs a node id or name, e.g. task.node=Henry.")
+        if mode == "transform":
+            for part in ("nodes", "edges"):
+                value = task.transform.get(part)
+                if not value or not Path(str(value)).exists():
+                    raise ConfigError(f"task.transform.{part}", f"mode=transform needs an updated export file; got {value!r}.")
+
+    # -- data and model: the config mapped to constructor arguments, here only --------------------
+    def prepared(self) -> PreparedGraph:
+        """Read, encode and split the configured graph once per process."""
+        if self._prepared is None:
+            from sagelab.tasks.graph.pipeline import load_graph, prepare
+
+            spec, task = self.dataset, self.cfg.task
+            graph = load_graph(spec, separator=str(task.separator))
+            self._prepared = prepare(
+                graph, spec["features"], spec.get("name_property"), float(task.split.val), float(task.split.test),
+                int(task.eval_negs), int(task.split.seed),
+            )
+        return self._prepared
+
+    def datamodule(self) -> LinkDataModule:
+        from sagelab.tasks.graph.data import LinkDataModule
+
+        cfg, layers = self.cfg, int(self.cfg.model.num_layers)
+        fanouts = [int(f) for f in cfg.task.fanouts][:layers]
+        fanouts += fanouts[-1:] * (layers - len(fanouts))  # a shorter list repeats its last entry
+        return LinkDataModule(
+            self.prepared(), sampling=str(cfg.task.sampling), fanouts=fanouts, self_loops=cfg.model.arch == "gcn",
+            neg_ratio=int(cfg.task.neg_ratio), batch_size=int(cfg.optim.batch_size), seed=int(cfg.seed),
+            num_workers=int(cfg.data.num_workers),
+        )
+
+    def module(self) -> LinkPredictionModule:
+        from sagelab.tasks.graph.module import LinkPredictionModule
+
+        data, model, task, optim = self.prepared(), self.cfg.model, self.cfg.task, self.cfg.optim
+        module = LinkPredictionModule(
+            int(data.x.shape[1]), data.num_nodes, arch=str(model.arch), hidden_dim=int(model.hidden_dim),
+            num_layers=int(model.num_layers), dropout=float(model.dropout), aggregator=str(model.aggregator),
+            scorer=str(model.scorer), id_embedding=int(task.id_embedding or 0), neg_ratio=int(task.neg_ratio),
+            hits_at=[int(k) for k in task.hits_at], lr=float(optim.lr), weight_decay=float(optim.weight_decay),
+        )
+        module.set_graph_state(data.encoder.state_dict(), data.graph.node_ids, data.names)
+        return module
+
+    # -- after evaluation: the seed's "model artifacts, raw embeddings, mapping" -------------
+    def on_evaluated(self, context: TaskContext, module: Any, metrics: dict[str, float]) -> None:
+        from sagelab.tasks.graph.recommend import full_embeddings
+
+        data = self.prepared()
+        h = full_embeddings(module.model, data.x, data.all_edges(), module.model.needs_self_loops)
+        log_embeddings(context, "link_prediction", h, data.graph.node_ids, data.names,
+                       {"features.json": data.encoder.state_dict()})
+        context.tracker.log_dict(data.describe(), "graph.json")
+
+    # -- task modes ------------------------------------------------------------------------
+    def extra_modes(self) -> dict[str, Mode]:
+        return {"recommend": self.recommend, "transform": self.transform}
+
+    def recommend(self, context: TaskContext) -> dict[str, Any]:
+        import torch
+
+        from sagelab.tasks.graph.recommend import find_node, full_embeddings, recommend
+
+        module = context.load_module()
+        data, task = self.prepared(), self.cfg.task
+        if module.node_ids != data.graph.node_ids:
+            raise ConfigError("task.dataset", f"the graph ({data.graph.source}) is not the one the checkpoint was trained "
+                              "on; embed a changed graph with mode=transform.")
+        node = find_node(str(task.node), data.graph.node_ids, data.names)
+        edges = data.all_edges()
+        x = torch.from_numpy(module.feature_encoder().transform(data.graph))  # the encoding saved at training
+        h = full_embeddings(module.model, x, edges, module.model.needs_self_loops)
+        top = recommend(module.model, h, node, int(task.k), edges, data.graph.node_ids, data.names)
+        result = {"node": {"id": data.graph.node_ids[node], "name": data.names[node]}, "recommendations": top}
+        _print_recommendations(result)
+        context.tracker.log_dict(result, "recommendations.json")
+        return {"recommend/count": len(top), "recommend/top_score": top[0]["score"] if top else 0.0}
+
+    def transform(self, context: TaskContext) -> dict[str, Any]:
+        from sagelab.tasks.graph.property_graph import read_gremlin_csv
+        from sagelab.tasks.graph.recommend import find_node, recommend, transform
+
+        task = self.cfg.task
+        module = context.load_module()
+        updated = read_gremlin_csv(task.transform.nodes, task.transform.edges, separator=str(task.separator))
+        result = transform(module.model, module.feature_encoder(), module.node_ids, updated,
+                           module.model.needs_self_loops)
+        names = updated.display_names(self.dataset.get("name_property"))
+        queries = list(result.new_nodes)
+        if task.node is not None:
+            queries.append(find_node(str(task.node), updated.node_ids, names))
+        answers = [
+            {"node": {"id": updated.node_ids[q], "name": names[q]},
+             "recommendations": recommend(module.model, result.embeddings, q, int(task.k), result.edges,
+                                          updated.node_ids, names)}
+            for q in dict.fromkeys(queries)
+        ]
+        for answer in answers:
+            _print_recommendations(answer)
+        log_embeddings(context, "link_prediction_transform", result.embeddings, updated.node_ids, names)
+        context.tracker.log_dict(answers, "transform_recommendations.json")
+        return {"transform/nodes": updated.num_nodes, "transform/new_nodes": len(result.new_nodes),
+                "transform/edges": updated.num_edges}
+
+
+def log_embeddings(context: TaskContext, folder: str, embeddings: Any, node_ids: Sequence[str],
+                   names: Sequence[str], extra: dict[str, Any] | None = None) -> None:
+    """Write ``embeddings.npy`` + ``mapping.json`` (+ ``extra`` JSON files) under ``output_dir/folder`` and log
+    them as the run's ``embeddings/`` artifacts."""
+    import numpy as np
+
+    out = context.output_dir / folder
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "embeddings.npy", embeddings.numpy())
+    files = {"mapping.json": {"node_ids": list(node_ids), "names": list(names)}, **(extra or {})}
+    for name, content in files.items():
+        (out / name).write_text(json.dumps(content))
+    for name in ("embeddings.npy", *files):
+        context.tracker.log_artifact(out / name, "embeddings")
+
+
+def _print_recommendations(result: dict[str, Any]) -> None:
+    node = result["node"]
+    label = node["name"] if node["name"] == node["id"] else f"{node['name']} ({node['id']})"
+    print(f"top {len(result['recommendations'])} new links for {label}:")
+    for rank, rec in enumerate(result["recommendations"], start=1):
+        print(f"  {rank:>2}. {rec['name']:<20} {rec['score']:.3f}")
