@@ -28,7 +28,7 @@ def check_command_line(argv: list[str], conf_dir: Path) -> None:
 
     (Hydra would say the same in a multi-paragraph message with its config search path.)
     """
-    from sagelab.schema import check_overrides
+    from sagelab.overrides import check_overrides, check_task_overrides
 
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
@@ -46,48 +46,6 @@ def check_command_line(argv: list[str], conf_dir: Path) -> None:
         check_task_overrides(argv, conf_dir)
     except ConfigError as err:
         fail(err)
-
-
-def check_task_overrides(argv: list[str], conf_dir: Path) -> None:
-    """``task.<key>=value`` against the selected task's ``config_class``: an unknown key or a wrong type is one
-    line naming it (Hydra refuses an unknown key in a paragraph, and composes a wrong type unchecked).
-
-    Skipped where the command line alone does not say which task runs (a sweep over tasks, ``+experiment=``,
-    which may pick the task and add keys) or the task has no schema; :meth:`Task.validate` checks the composed
-    block anyway.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.utils import get_class
-    from omegaconf import OmegaConf
-
-    from sagelab.schema import check_values, typed
-
-    args = [a for a in argv if not a.startswith("-") and "=" in a]
-    if not any(a.lstrip("+").startswith("task.") for a in args) or any("experiment=" in a for a in args):
-        return
-    chosen = [a.lstrip("+").partition("=")[2] for a in args if a.lstrip("+").startswith("task=")]
-    if not chosen:
-        defaults = OmegaConf.to_container(OmegaConf.load(conf_dir / "config.yaml")).get("defaults", [])
-        chosen = [str(d["task"]) for d in defaults if isinstance(d, dict) and "task" in d]
-    path = conf_dir / "task" / f"{chosen[0]}.yaml" if len(chosen) == 1 else None
-    if path is None or "," in chosen[0] or not path.is_file():
-        return
-    block = OmegaConf.load(path)
-    if "@package _global_" in path.read_text():  # a task file that also sets trainer/optim defaults
-        block = block.get("task") or OmegaConf.create()
-    try:
-        schema = getattr(get_class(str(block.get("_target_"))), "config_class", None)
-    except Exception:  # noqa: BLE001 -- a task that does not import is dispatch's to report, with its key
-        return
-    if schema is None:
-        return
-    task_args = [a for a in args if a.lstrip("+").startswith("task.")]
-    for override in OverridesParser.create().parse_overrides(task_args):
-        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
-        for value in values:
-            single = OmegaConf.create()
-            OmegaConf.update(single, override.key_or_group[len("task."):], value, force_add=True)
-            check_values(typed(single, schema, "task."), schema, "task.")
 
 
 def dispatch(cfg: DictConfig) -> dict:

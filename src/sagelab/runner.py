@@ -26,14 +26,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sagelab import hardware, instances, tracking
+from sagelab import hardware, instances, launch, tracking
 from sagelab.config import ConfigError
 from sagelab.context import TaskContext
 from sagelab.run_state import read_state, write_state
 from sagelab.tasks.base import Task
-
-LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")  # set by Lightning's DDP launcher
-
 
 class Runner:
     def __init__(self, cfg: DictConfig, task: Task) -> None:
@@ -55,9 +52,9 @@ class Runner:
         instances.check_hardware(self.cfg)
         torch.set_num_threads(int(self.threads.value))
         L.seed_everything(int(self.cfg.seed), workers=True, verbose=False)
-        _keep_ddp_children_out_of_the_sweep(self.cfg)
+        launch.keep_children_out_of_the_sweep(self.cfg)
 
-        launcher_env = {k: os.environ.get(k) for k in LAUNCHER_ENV}
+        launcher_env = launch.launcher_env()
         resume_ckpt, run_id = self._resume_point()
         self.record = tracking.RunRecord(self.cfg, run_id, self.is_global_zero)
         self._announce_hardware()
@@ -89,7 +86,7 @@ class Runner:
             wall = time.monotonic() - started
             self.record.log_metrics({"wall_time_s": wall, "cost_usd": instances.cost_usd(self.cfg, wall)})
             self.record.finish(status, error)
-            _leave_process_group(launcher_env)
+            launch.leave_process_group(launcher_env)
         self._print_summary(wall)
         if self._interrupted == "sigterm":
             raise SystemExit(128 + signal.SIGTERM)
@@ -280,37 +277,6 @@ def _hydra_output_dir() -> str:
     from hydra.core.hydra_config import HydraConfig
 
     return HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else os.getcwd()
-
-
-def _keep_ddp_children_out_of_the_sweep(cfg: DictConfig) -> None:
-    """Under ``--multirun``, Lightning would start DDP children with the whole sweep command line.
-
-    Give it this job's overrides instead, so each child runs exactly its parent's point.
-    """
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if instances.processes(cfg) < 2 or not HydraConfig.initialized():
-        return
-    hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
-        OmegaConf.set_readonly(hydra_cfg, False)
-        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
-
-
-def _leave_process_group(launcher_env: dict[str, str | None]) -> None:
-    """Close this run's process group and undo the launcher's environment, so the next job of a
-    ``--multirun`` launches and rendezvous on its own instead of joining this one's dead group."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-    for key, value in launcher_env.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 def _error_text(err: BaseException) -> str:

@@ -6,10 +6,9 @@ override into these types: a key that is not here is refused, and a value of the
 this module keeps the types and, beside each field, the value check that types cannot express
 (``optim.lr`` must be positive). Task families add their own block schema (``Task.config_class``).
 
-Three entry points, all cheap (no torch, no Lightning):
+Two entry points, both cheap (no torch, no Lightning):
 
-* :func:`check_overrides` -- the command line against the schema, before Hydra composes, so a bad value
-  costs one line naming the key instead of Hydra's multi-paragraph report;
+* :mod:`sagelab.overrides` -- the command line against the schema, before Hydra composes;
 * :func:`check_values` -- the per-field value checks over a composed config (or a task block);
 * :func:`typed` -- a block merged into its dataclass, schema errors raised as :class:`ConfigError`.
 """
@@ -256,7 +255,7 @@ def register() -> None:
 
 
 # -- checks ----------------------------------------------------------------------------------------------------
-def _schema_message(err: OmegaConfBaseException, prefix: str = "") -> ConfigError:
+def schema_error(err: OmegaConfBaseException, prefix: str = "") -> ConfigError:
     key = f"{prefix}{err.full_key}" if getattr(err, "full_key", None) else prefix.rstrip(".") or "config"
     text = str(err).splitlines()[0].strip()
     if "not in struct" in text or "Key '" in text and "not in" in text:
@@ -282,7 +281,7 @@ def typed(block: Any, schema: type, prefix: str = "") -> DictConfig:
     try:
         return OmegaConf.merge(OmegaConf.structured(schema), block)
     except OmegaConfBaseException as err:
-        raise _schema_message(err, prefix) from None
+        raise schema_error(err, prefix) from None
 
 
 def check_values(cfg: Any, schema: type = SagelabConfig, prefix: str = "") -> None:
@@ -305,37 +304,6 @@ def check_values(cfg: Any, schema: type = SagelabConfig, prefix: str = "") -> No
             problem = check(value)
             if problem:
                 raise ConfigError(key, problem)
-
-
-def check_overrides(argv: list[str]) -> None:
-    """Command-line ``key=value`` overrides of typed keys, checked against the schema before Hydra runs."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    args = [a for a in argv if not a.startswith("-") and "=" in a]
-    try:
-        overrides = OverridesParser.create().parse_overrides(args)
-    except HydraException as err:
-        raise ConfigError("command line", str(err).splitlines()[0]) from None
-    root = OmegaConf.structured(SagelabConfig)
-    known = {spec.name for spec in fields(SagelabConfig)}
-    for override in overrides:
-        key = override.key_or_group
-        head = key.split(".")[0]
-        if override.is_delete() or "/" in key or head in ("task", "model", "callbacks", "hydra") or key in GROUPS:
-            continue  # groups (hydra/launcher=joblib) and blocks checked once composed
-        if head not in known:
-            raise ConfigError(key, f"no such key; top-level keys are {', '.join(sorted(known))}.")
-        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
-        for value in values:
-            try:
-                OmegaConf.update(root, key, value, merge=True, force_add=override.is_add())
-            except OmegaConfBaseException as err:
-                raise _schema_message(err) from None
-            # values whose check needs no other key (optim.lr=-1) fail here too, before Hydra composes;
-            # an interpolation (${hydra:...}) is checked once it can be resolved
-            if not (isinstance(value, str) and "${" in value):
-                check_values(OmegaConf.masked_copy(root, [head]), SagelabConfig)
 
 
 register()
