@@ -30,14 +30,15 @@ def check_command_line(argv: list[str], conf_dir: Path) -> None:
     """
     from sagelab.overrides import check_overrides, check_task_overrides
 
+    conf_dirs = [conf_dir, *searchpath_dirs(argv)]
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
         group, _, options = arg.lstrip("+~").partition("=")
-        folder = conf_dir / group
-        if "." in group or not folder.is_dir():
+        folders = [d / group for d in conf_dirs if (d / group).is_dir()]
+        if "." in group or not folders:
             continue
-        known = group_options(folder)
+        known = sorted({option for folder in folders for option in group_options(folder)})
         for option in options.split(","):  # a --multirun sweep lists several
             if option and option not in known:
                 fail(ConfigError(group, f"there is no option '{option}'; choose one of {', '.join(known)}."))
@@ -46,6 +47,18 @@ def check_command_line(argv: list[str], conf_dir: Path) -> None:
         check_task_overrides(argv, conf_dir)
     except ConfigError as err:
         fail(err)
+
+
+def searchpath_dirs(argv: list[str]) -> list[Path]:
+    """Local folders a ``hydra.searchpath=[file://...]`` override adds: their groups' options count too."""
+    dirs = []
+    for arg in argv:
+        if arg.startswith("hydra.searchpath="):
+            for entry in arg.partition("=")[2].strip("[]").split(","):
+                entry = entry.strip().strip("'\"")
+                if entry.startswith("file://"):
+                    dirs.append(Path(entry[len("file://"):]))
+    return dirs
 
 
 def dispatch(cfg: DictConfig) -> dict:

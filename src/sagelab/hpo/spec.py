@@ -178,7 +178,10 @@ def command_overrides(cfg: DictConfig) -> list[str]:
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():
-        return [str(o) for o in HydraConfig.get().overrides.task]
+        overrides = HydraConfig.get().overrides
+        # config folders the command added (hydra.searchpath) must reach the trials, or their groups vanish
+        searchpath = [str(o) for o in overrides.hydra if str(o).startswith("hydra.searchpath=")]
+        return [*searchpath, *(str(o) for o in overrides.task)]
     return []
 
 

@@ -84,7 +84,7 @@ class GlueTask(Task):
     def predict(self, context: TaskContext) -> dict[str, Any]:
         """Label each record of ``predict.input`` (JSON Lines or a JSON array of objects with the text fields)."""
         from sagelab.models import load_tokenizer
-        from sagelab.tasks.hf.predict import run_predict, text_fields_parser
+        from sagelab.tasks.predict import run_predict, text_fields_parser
         from sagelab.tasks.glue.module import label_batch
 
         fields = list(self.cfg.task.text_fields)

@@ -1,1 +1,1 @@
-"""What the Hugging Face task families (GLUE, QA) share: the fine-tuning module and the predict loop."""
+"""What the Hugging Face task families (GLUE, QA) share: the fine-tuning module."""

@@ -88,7 +88,7 @@ class QATask(Task):
     def predict(self, context: TaskContext) -> dict[str, Any]:
         """Answer each {question, context} record of ``predict.input`` (JSON Lines or a JSON array)."""
         from sagelab.models import load_tokenizer
-        from sagelab.tasks.hf.predict import run_predict
+        from sagelab.tasks.predict import run_predict
         from sagelab.tasks.qa.module import answer_records
 
         task, tokenizer = self.cfg.task, load_tokenizer(self.cfg.model)

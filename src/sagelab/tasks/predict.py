@@ -1,4 +1,4 @@
-"""``mode=predict`` for the Hugging Face families: records in, one JSON answer a line out, in input order.
+"""``mode=predict`` for any task family: records in, one JSON answer a line out, in input order.
 
 The task says how to read one record (:data:`Parse`) and how to answer a batch of them (:data:`Answer`);
 this loop owns the rest: reading JSON Lines or a JSON array, counting and listing skipped records (file,
