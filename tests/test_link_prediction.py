@@ -80,7 +80,7 @@ def test_config_errors_name_the_key(make_cfg: Callable[..., DictConfig], overrid
     [
         ("task.k=abc", "sagelab: bad config: task.k: wrong type: 'abc' is not a whole number."),
         ("task.foo=1", "sagelab: bad config: task.foo: no such key in task link_prediction (a typo?)."),
-        ("+task.foo=1", "sagelab: bad config: task.foo: no such key here (a typo?)."),
+        ("+task.foo=1", "sagelab: bad config: task.foo: no such key in task link_prediction (a typo?)."),
         ("task.split.val=2", "sagelab: bad config: task.split.val: is a fraction (0..1), got 2.0."),
     ],
 )

@@ -83,4 +83,9 @@ def check_task_overrides(argv: list[str], conf_dir: Path) -> None:
         for value in values:
             single = OmegaConf.create()
             OmegaConf.update(single, override.key_or_group[len("task."):], value, force_add=True)
-            check_values(typed(single, schema, "task."), schema, "task.")
+            try:
+                check_values(typed(single, schema, "task."), schema, "task.")
+            except ConfigError as err:
+                if err.message.startswith("no such key"):
+                    raise ConfigError(err.key, f"no such key in task {chosen[0]} (a typo?).") from None
+                raise
