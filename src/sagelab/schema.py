@@ -223,6 +223,18 @@ class SearchSpaceConfig:
 
 
 @dataclass(kw_only=True)
+class TaskBlock:
+    """The keys every ``task:`` block has; a family's ``config_class`` extends it with its own."""
+
+    _target_: str = MISSING  # the family's Task class
+    name: str = MISSING      # also the MLflow experiment and the checkpoint folder
+    metric: str = MISSING    # the headline metric as logged, e.g. val/accuracy: HPO and compare sort by it
+    metric_mode: str = checked("max", one_of("max", "min"))
+    check_paths: list[str] = field(default_factory=list)    # keys whose values must be existing paths
+    run_only_keys: list[str] = field(default_factory=list)  # keys left out of the checkpoint folder's hash
+
+
+@dataclass(kw_only=True)
 class SagelabConfig:
     mode: str = MISSING
     seed: int = 42

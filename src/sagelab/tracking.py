@@ -150,20 +150,21 @@ class RunRecord:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def log_text(self, text: str, filename: str) -> None:
-        if self.active:
-            self.client.log_text(self.run_id, text, filename)
+        self._on_rank_zero("log_text", text, filename)
 
     def log_dict(self, obj: Any, filename: str) -> None:
-        if self.active:
-            self.client.log_dict(self.run_id, obj, filename)
+        self._on_rank_zero("log_dict", obj, filename)
 
     def log_figure(self, figure: Any, filename: str) -> None:
-        if self.active:
-            self.client.log_figure(self.run_id, figure, filename)
+        self._on_rank_zero("log_figure", figure, filename)
 
     def set_tag(self, key: str, value: str) -> None:
+        self._on_rank_zero("set_tag", key, value)
+
+    def _on_rank_zero(self, method: str, *args: Any) -> None:
+        """``MlflowClient.<method>(run_id, *args)`` on the process that owns the run; a no-op elsewhere."""
         if self.active:
-            self.client.set_tag(self.run_id, key, value)
+            getattr(self.client, method)(self.run_id, *args)
 
     def finish(self, status: str, error: str | None = None) -> None:
         """End the run: FINISHED, KILLED or FAILED (then the error text is kept as tag and artifact)."""

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from omegaconf import MISSING, OmegaConf
 
 from sagelab.config import ConfigError
-from sagelab.schema import auto_or_number, checked, one_of, open_fraction, positive
+from sagelab.schema import TaskBlock, auto_or_number, checked, one_of, open_fraction, positive
 from sagelab.tasks.base import Mode, Task
 from sagelab.tracking import looks_like_run_id, resolve_artifact
 
@@ -42,15 +42,10 @@ MODES = ("baseline", "monitor", "report")
 
 
 @dataclass(kw_only=True)
-class DriftConfig:
+class DriftConfig(TaskBlock):
     """The ``task:`` block of ``conf/task/drift.yaml`` (which holds the defaults and what each key means)."""
 
-    _target_: str = MISSING
-    name: str = MISSING
-    metric: str = MISSING
-    metric_mode: str = checked(MISSING, one_of("max", "min"))
     default_mode: str = checked(MISSING, one_of(*MODES))
-    check_paths: list[str] = field(default_factory=list)
     # -- baseline
     baseline_source: Optional[str] = MISSING
     text_column: str = MISSING

@@ -7,14 +7,14 @@ Lightning module, and everything else is the shared runner.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from omegaconf import MISSING
 
 from sagelab.config import ConfigError, check_file
-from sagelab.schema import checked, one_of, positive
+from sagelab.schema import TaskBlock, checked, one_of, positive
 from sagelab.tasks.base import Task
 from sagelab.tasks.glue.formats import READERS, is_local_source
 
@@ -27,11 +27,7 @@ METRICS = ("accuracy", "f1", "mcc", "pearson", "spearman")
 
 
 @dataclass(kw_only=True)
-class GlueConfig:
-    _target_: str = MISSING
-    name: str = MISSING
-    metric: str = MISSING
-    metric_mode: str = checked("max", one_of("max", "min"))
+class GlueConfig(TaskBlock):
     metrics: list[str] = MISSING
     num_labels: int = checked(MISSING, positive)  # 1 = regression
     text_fields: list[str] = MISSING
@@ -41,8 +37,6 @@ class GlueConfig:
     hub_eval_split: str = "validation"
     train_file: str = MISSING
     eval_files: list[str] = MISSING
-    check_paths: list[str] = field(default_factory=list)
-    run_only_keys: list[str] = field(default_factory=list)
 
 
 class GlueTask(Task):

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sagelab.config import ConfigError
-from sagelab.schema import below_one, check_values, checked, each, fraction, non_negative, one_of, positive, typed
+from sagelab.schema import TaskBlock, below_one, check_values, checked, each, fraction, non_negative, one_of, positive, typed
 from sagelab.tasks.base import Mode, Task
 from sagelab.tasks.graph import AGGREGATORS, ARCHS, SAMPLING, SCORERS
 
@@ -55,12 +55,7 @@ class TransformConfig:
 
 
 @dataclass(kw_only=True)
-class LinkPredictionConfig:
-    _target_: str = MISSING
-    name: str = MISSING
-    metric: str = MISSING
-    metric_mode: str = checked(MISSING, one_of("max", "min"))
-    run_only_keys: list[str] = field(default_factory=list)
+class LinkPredictionConfig(TaskBlock):
     dataset: str = MISSING  # a key of datasets; checked with the dataset's own keys in check()
     datasets: dict[str, Any] = MISSING
     features: dict[str, Any] = field(default_factory=dict)
@@ -75,7 +70,6 @@ class LinkPredictionConfig:
     node: Optional[str] = None
     k: int = checked(MISSING, positive)
     transform: TransformConfig = field(default_factory=TransformConfig)
-    check_paths: list[str] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)

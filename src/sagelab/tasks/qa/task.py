@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from omegaconf import MISSING
 
 from sagelab.config import ConfigError, check_file
-from sagelab.schema import checked, one_of, positive
+from sagelab.schema import TaskBlock, checked, one_of, positive
 from sagelab.tasks.base import Task
 from sagelab.tasks.qa.squad import looks_like_path
 
@@ -27,11 +27,8 @@ if TYPE_CHECKING:
 
 
 @dataclass(kw_only=True)
-class QAConfig:
-    _target_: str = MISSING
-    name: str = MISSING
+class QAConfig(TaskBlock):
     metric: str = checked(MISSING, one_of("val/f1", "val/exact_match"))
-    metric_mode: str = checked("max", one_of("max", "min"))
     source: str = MISSING  # a SQuAD v1.1 JSON file, or a hub dataset name
     hub_splits: list[str] = field(default_factory=lambda: ["validation"])
     train_articles: Optional[int] = checked(None, positive)  # None: every article not held out
@@ -42,8 +39,6 @@ class QAConfig:
     n_best_size: int = checked(20, positive)
     max_answer_length: int = checked(30, positive)
     cache_dir: Optional[str] = None
-    check_paths: list[str] = field(default_factory=list)
-    run_only_keys: list[str] = field(default_factory=list)
 
 
 class QATask(Task):
