@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
-from sagelab.schema import checked, positive
+from sagelab.checks import positive
+from sagelab.schema import checked
 from sagelab.tasks.base import Task
 
 

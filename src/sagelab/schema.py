@@ -18,78 +18,13 @@ from __future__ import annotations
 import math
 from dataclasses import MISSING as NO_FACTORY
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sagelab.checks import Check, positive, non_negative, fraction, at_least_one, holdout_size, thread_count, one_of, each
 from sagelab.config import ConfigError
-
-Check = Callable[[Any], Optional[str]]  # value -> what is wrong with it, or None
-
-
-# -- value checks, used in field metadata --------------------------------------------------------------------
-def positive(value: Any) -> str | None:
-    return None if value is None or value > 0 else f"must be greater than zero, got {value!r}."
-
-
-def non_negative(value: Any) -> str | None:
-    return None if value is None or value >= 0 else f"must be zero or more, got {value!r}."
-
-
-def fraction(value: Any) -> str | None:
-    return None if value is None or 0 <= value <= 1 else f"is a fraction (0..1), got {value!r}."
-
-
-def open_fraction(value: Any) -> str | None:
-    return None if value is None or 0 < value < 1 else f"must be between 0 and 1 (exclusive), got {value!r}."
-
-
-def auto_or_number(value: Any) -> str | None:
-    if (isinstance(value, str) and value.strip().lower() == "auto") or (
-        isinstance(value, (int, float)) and not isinstance(value, bool)
-    ):
-        return None
-    return f"is {value!r}; use auto or a number."
-
-
-def below_one(value: Any) -> str | None:
-    return None if value is None or 0 <= value < 1 else f"is a fraction in [0, 1), got {value!r}."
-
-
-def at_least_one(value: Any) -> str | None:
-    return None if value is None or value >= 1 else f"must be 1 or more, got {value!r}."
-
-
-def holdout_size(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not value > 0 or (value >= 1 and value != int(value)):
-        return f"is a fraction below 1 or a whole number of examples, got {value!r}."
-    return None
-
-
-def thread_count(value: Any) -> str | None:
-    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        return None
-    return f"is {value!r}; use auto (the cores this process may use) or a whole number >= 1."
-
-
-def one_of(*allowed: str) -> Check:
-    def check(value: Any) -> str | None:
-        return None if value is None or value in allowed else f"is {value!r}; allowed values are {', '.join(allowed)}."
-
-    return check
-
-
-def each(check: Check) -> Check:
-    """A check of every item of a list: ``hits_at: list[int] = checked(MISSING, each(positive))``."""
-
-    def check_items(values: Any) -> str | None:
-        return next((f"item {i}: {problem}" for i, v in enumerate(values or []) if (problem := check(v))), None)
-
-    return check_items
-
 
 def checked(default: Any = MISSING, *checks: Check, **kwargs: Any) -> Any:
     """A dataclass field with value checks beside it: ``lr: float = checked(MISSING, positive)``."""

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from omegaconf import MISSING, OmegaConf
 
 from sagelab.config import ConfigError
-from sagelab.schema import TaskBlock, auto_or_number, checked, one_of, open_fraction, positive
+from sagelab.checks import auto_or_number, one_of, open_fraction, positive
+from sagelab.schema import TaskBlock, checked
 from sagelab.tasks.base import Mode, Task
 from sagelab.tracking import looks_like_run_id, resolve_artifact
 

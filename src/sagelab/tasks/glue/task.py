@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from omegaconf import MISSING
 
 from sagelab.config import ConfigError, check_file
-from sagelab.schema import TaskBlock, checked, one_of, positive
+from sagelab.checks import one_of, positive
+from sagelab.schema import TaskBlock, checked
 from sagelab.tasks.base import Task
 from sagelab.tasks.glue.formats import READERS, is_local_source
 

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sagelab.config import ConfigError
-from sagelab.schema import TaskBlock, below_one, check_values, checked, each, fraction, non_negative, one_of, positive, typed
+from sagelab.checks import below_one, each, fraction, non_negative, one_of, positive
+from sagelab.schema import TaskBlock, check_values, checked, typed
 from sagelab.tasks.base import Mode, Task
 from sagelab.tasks.graph import AGGREGATORS, ARCHS, SAMPLING, SCORERS
 

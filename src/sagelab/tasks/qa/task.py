@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from omegaconf import MISSING
 
 from sagelab.config import ConfigError, check_file
-from sagelab.schema import TaskBlock, checked, one_of, positive
+from sagelab.checks import one_of, positive
+from sagelab.schema import TaskBlock, checked
 from sagelab.tasks.base import Task
 from sagelab.tasks.qa.squad import looks_like_path
 
