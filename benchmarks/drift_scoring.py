@@ -100,6 +100,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, nargs="+", default=[128])
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    from sagelab import hardware
+
+    print(f"machine: {hardware.describe()}", flush=True)
     scoring(args.baseline, args.queries, args.dim, args.seed_queries)
     if args.embed:
         for max_length in args.max_length:

@@ -4,9 +4,12 @@ Peers, each in its own process with the same 2 threads, batch 32, AdamW (lr, wei
 linear warm-up, clipping at 1.0) and epochs:
 
 * ``hf_run_glue``  -- Trainer as ``run_glue.py`` runs by default: every example padded to 128, fp32;
-* ``hf_dynamic``   -- run_glue.py ``--pad_to_max_length False --bf16``: padded per batch, bf16 autocast;
+* ``hf_dynamic``   -- run_glue.py ``--pad_to_max_length False`` (+ ``--bf16`` where bf16 is native): padded per batch;
 * ``hf_grouped``   -- the same plus ``--group_by_length``: the Trainer's fastest set-up here;
-* ``sagelab``      -- ``python run.py task=glue_cola`` (padded per batch, length-grouped batches, bf16).
+* ``sagelab``      -- ``python run.py task=glue_cola`` (padded per batch, length-grouped batches).
+
+``--precision auto`` (the default) gives sagelab and the per-batch-padded Trainers this machine's fastest
+precision: bf16 autocast where the CPU has AMX / AVX-512-BF16, fp32 elsewhere.
 
 HF's length grouping serves each 50-batch window longest-first, in a fixed order; on CoLA that order
 collapses the model to the majority class (dev MCC ~0 on every seed measured), so ``hf_dynamic`` is the
@@ -69,7 +72,7 @@ def run_hf(variant: str, args: argparse.Namespace) -> dict:
         training_args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=64,
             learning_rate=args.lr, num_train_epochs=args.epochs, weight_decay=0.01, warmup_steps=0.1,  # a ratio
-            max_grad_norm=1.0, bf16=not padded,
+            max_grad_norm=1.0, bf16=not padded and args.precision == "bf16-mixed",
             train_sampling_strategy="group_by_length" if variant == "hf_grouped" else "random",
             save_strategy="no", eval_strategy="no", report_to=[], logging_steps=50, seed=args.seed, use_cpu=True,
             dataloader_num_workers=0, disable_tqdm=True,
@@ -88,7 +91,7 @@ def run_sagelab(args: argparse.Namespace) -> dict:
             "task=glue_cola", "model=minilm", "instance=local_cpu2", f"optim.batch_size={args.batch_size}",
             f"optim.lr={args.lr}", "optim.weight_decay=0.01", "optim.warmup_ratio=0.1", "trainer.gradient_clip_val=1.0",
             f"trainer.max_epochs={args.epochs}", f"seed={args.seed}", "trainer.enable_progress_bar=false",
-            "checkpoint.every_n_steps=0", "checkpoint.save_model=false",
+            "checkpoint.every_n_steps=0", "checkpoint.save_model=false", f"trainer.precision={args.precision}",
             f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db", f"logger.artifact_location={tmp}/artifacts",
             f"checkpoint.dir={tmp}/ckpt", f"hydra.run.dir={tmp}/out",
         ]
@@ -106,6 +109,7 @@ def run_sagelab(args: argparse.Namespace) -> dict:
 def run_variant(variant: str, seed: int, args: argparse.Namespace) -> dict:
     """One peer in a fresh process (so none inherits another's threads or allocator state)."""
     cmd = [sys.executable, __file__, "--only", variant, "--seed", str(seed), "--epochs", str(args.epochs),
+           "--precision", args.precision,
            "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--threads", str(args.threads)]
     if args.train_limit:
         cmd += ["--train-limit", str(args.train_limit)]
@@ -123,6 +127,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16-mixed", "32-true"],
+                        help="sagelab and the per-batch-padded Trainers; auto = bf16 only where it is native")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each fast peer (hf_run_glue runs once)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the first repeat (+1 per repeat)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -130,11 +136,16 @@ def main() -> None:
     parser.add_argument("--only", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: one run, JSON out
     args = parser.parse_args()
 
+    from sagelab import hardware
+
+    args.precision = hardware.resolve_precision(args.precision, "cpu").value
     if args.only:
         result = run_sagelab(args) if args.only == "sagelab" else run_hf(args.only, args)
         print("RESULT " + json.dumps(result))
         return
 
+    print(f"machine: {hardware.describe()}; sagelab, hf_dynamic and hf_grouped run {args.precision}, "
+          "hf_run_glue its default fp32")
     print(f"CoLA, MiniLM, {args.train_limit or N_TRAIN} training sentences x {args.epochs} epochs, batch "
           f"{args.batch_size}, lr {args.lr}, {args.threads} threads", flush=True)
     runs: dict[str, list[dict]] = {v: [] for v in args.variants}

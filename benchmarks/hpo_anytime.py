@@ -107,6 +107,9 @@ def main() -> None:
                         help="objectives compared on a log10 scale (default: latency_ms cost_usd; none: --log)")
     parser.add_argument("overrides", nargs="*", help="extra run.py overrides, e.g. data.train_limit=256")
     args = parser.parse_args()
+    from sagelab import hardware
+
+    print(f"machine: {hardware.describe()}", flush=True)
     out = args.out.resolve()
     (out / "studies").mkdir(parents=True, exist_ok=True)
 

@@ -164,6 +164,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="per measurement (default: cora 30, twitch 4)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating plain/sagelab measurements")
     args = parser.parse_args()
+    from sagelab import hardware
+
+    print(f"machine: {hardware.describe()}", flush=True)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)

@@ -90,7 +90,7 @@ def compose(args: argparse.Namespace, workdir: Path):
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    import sagelab.config  # noqa: F401  (resolvers)
+    import sagelab.schema  # noqa: F401  (resolvers and the typed schema)
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = hydra_compose("config", return_hydra_config=True, overrides=[
@@ -216,7 +216,8 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=384)
     parser.add_argument("--doc-stride", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--precision", default="bf16-mixed", choices=["bf16-mixed", "32-true"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16-mixed", "32-true"],
+                        help="both sides; auto = this machine's fastest (bf16 only where it is native)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="runs of each fast peer (hf_run_qa runs once)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the first repeat (+1 per repeat)")
@@ -226,6 +227,9 @@ def main() -> None:
     parser.add_argument("--only", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: one run, JSON out
     args = parser.parse_args()
 
+    from sagelab import hardware
+
+    args.precision = hardware.resolve_precision(args.precision, "cpu").value
     if args.only:
         workdir = Path(tempfile.mkdtemp(prefix="qa_throughput_"))
         cfg = compose(args, workdir)
@@ -238,6 +242,7 @@ def main() -> None:
 
     peak_dtype = "bf16" if args.precision.startswith("bf16") else "fp32"
     peak = matmul_peak(args.threads, peak_dtype)
+    print(f"machine: {hardware.describe()}; every side runs {args.precision} (run_qa defaults: fp32)")
     print(f"SQuAD v1.1, model={args.model}, {args.train_questions} training questions, {args.eval_questions} "
           f"held-out questions, max_seq_length {args.max_seq_length}, doc_stride {args.doc_stride}, batch "
           f"{args.batch_size}, lr {args.lr}, {args.precision}, {args.threads} threads; measured {peak_dtype} matmul "

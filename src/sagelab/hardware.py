@@ -105,3 +105,12 @@ def resolve_threads(configured: object, processes: int) -> Choice:
     else:
         total, why = int(configured), "instance.threads"
     return Choice(str(max(1, total // max(1, processes))), f"{why} = {total}, {processes} process(es)")
+
+
+def describe() -> str:
+    """One line for benchmark and log headers: the CPU, its bf16 support and what ``auto`` picks here."""
+    native = cpu_bf16_flags()
+    choice = auto_precision("cpu")
+    return (f"{cpu_model()}, {available_cores()} core(s) available, native bf16: "
+            f"{', '.join(native) if native else 'no (AVX2/AVX-512 without BF16/AMX)'}; "
+            f"trainer.precision=auto -> {choice.value}")

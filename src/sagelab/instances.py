@@ -1,14 +1,13 @@
 """Instance profiles: what hardware a run asks for, how Lightning uses it, and what it costs.
 
 A profile (``conf/instance/*.yaml``) names an accelerator, device and thread
-counts and an on-demand price per hour. Local CPU profiles run here; priced
+counts (``threads: auto`` for this machine's cores, see :mod:`sagelab.hardware`)
+and an on-demand price per hour. Local CPU profiles run here; priced
 cloud profiles (``ml_p3_2xlarge`` ...) run where their GPUs exist and
 otherwise stop with a clear error. ``cost_usd`` is wall time x price.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from omegaconf import DictConfig
 
@@ -38,32 +37,6 @@ def processes(cfg: DictConfig) -> int:
     if cfg.instance.accelerator == "gpu":
         return int(cfg.instance.devices)
     return int(cfg.strategy.processes)
-
-
-def threads_per_process(cfg: DictConfig) -> int:
-    return max(1, int(cfg.instance.threads) // processes(cfg))
-
-
-def build_strategy(cfg: DictConfig) -> Any:
-    """The Lightning strategy object for ``strategy.name``."""
-    name = str(cfg.strategy.name)
-    if name == "single":
-        return "auto"
-    backend = cfg.strategy.get("backend") or ("nccl" if cfg.instance.accelerator == "gpu" else "gloo")
-    if name in ("ddp", "ddp_spawn"):
-        from lightning.pytorch.strategies import DDPStrategy
-
-        start_method = "popen" if name == "ddp" else "spawn"
-        return DDPStrategy(process_group_backend=backend, start_method=start_method)
-    if name == "fsdp":
-        from lightning.pytorch.strategies import ModelParallelStrategy
-
-        return ModelParallelStrategy(
-            data_parallel_size=processes(cfg) * int(cfg.strategy.num_nodes),
-            tensor_parallel_size=1,
-            save_distributed_checkpoint=False,
-        )
-    raise ConfigError("strategy.name", f"is '{name}'; known: single, ddp, ddp_spawn, fsdp.")
 
 
 def cost_usd(cfg: DictConfig, wall_seconds: float) -> float:
