@@ -26,7 +26,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sagelab import hardware, instances, launch, tracking
+from sagelab import hardware, instances, launch, progress, tracking
 from sagelab.config import ConfigError
 from sagelab.context import TaskContext
 from sagelab.run_state import read_state, write_state
@@ -49,6 +49,7 @@ class Runner:
         import torch
 
         _quiet_known_noise()
+        progress.configure(bool(self.cfg.trainer.enable_progress_bar))
         instances.check_hardware(self.cfg)
         torch.set_num_threads(int(self.threads.value))
         L.seed_everything(int(self.cfg.seed), workers=True, verbose=False)

@@ -65,9 +65,12 @@ def embed_texts(
     if not texts:
         return out
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    from sagelab import progress
+
     model.eval()
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
+        starts = range(0, len(order), batch_size)
+        for start in progress.bar(starts, desc=f"embedding {len(texts)} texts", unit="batch"):
             idx = order[start : start + batch_size]
             enc = tokenizer(
                 [texts[i] for i in idx],

@@ -95,16 +95,20 @@ def mmd_test(
     observed_labels[0, :n] = 1.0
     observed = float(_mmd2_from_labels(k0, observed_labels, n, m)[0])
 
+    from sagelab import progress
+
     rng = np.random.default_rng(seed)
     exceed = 0
     done = 0
-    while done < n_permutations:
-        p = min(chunk, n_permutations - done)
-        perms = np.argsort(rng.random((p, n + m)), axis=1)
-        labels = (perms < n).astype(np.float64)  # first n positions of a shuffle -> reference
-        stats = _mmd2_from_labels(k0, labels, n, m)
-        exceed += int(np.sum(stats >= observed - 1e-15))
-        done += p
+    with progress.bar(total=n_permutations, desc="MMD permutations", unit="perm") as shown:
+        while done < n_permutations:
+            p = min(chunk, n_permutations - done)
+            perms = np.argsort(rng.random((p, n + m)), axis=1)
+            labels = (perms < n).astype(np.float64)  # first n positions of a shuffle -> reference
+            stats = _mmd2_from_labels(k0, labels, n, m)
+            exceed += int(np.sum(stats >= observed - 1e-15))
+            done += p
+            shown.update(p)
     return MMDResult(
         mmd2=observed,
         p_value=(1 + exceed) / (1 + n_permutations),

@@ -53,7 +53,7 @@ class GlueDataModule(L.LightningDataModule):
         for split, dataset in splits.items():
             if split != "train" and data.get("eval_limit"):
                 dataset = dataset.select(range(min(int(data["eval_limit"]), len(dataset))))
-            dataset = dataset.map(tokenize, batched=True, remove_columns=fields)
+            dataset = dataset.map(tokenize, batched=True, remove_columns=fields, desc=f"tokenising {split}")
             if "label" in dataset.column_names:
                 dataset = dataset.rename_column("label", "labels")
             self.splits[split] = dataset

@@ -128,13 +128,15 @@ def _sentence_model(name_or_path: str) -> Any:
 
 def embed_texts(texts: list[str], model: str = DEFAULT_TEXT_MODEL) -> np.ndarray:
     """Unit-length sentence embeddings; empty texts give zero vectors."""
+    from sagelab import progress
+
     encoder = _sentence_model(model)
     dim_of = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
     out = np.zeros((len(texts), dim_of()), dtype=np.float32)
     idx = [i for i, t in enumerate(texts) if t]
     if idx:
         out[idx] = encoder.encode(
-            [texts[i] for i in idx], batch_size=64, normalize_embeddings=True, show_progress_bar=False
+            [texts[i] for i in idx], batch_size=64, normalize_embeddings=True, show_progress_bar=progress.enabled()
         )
     return out
 
