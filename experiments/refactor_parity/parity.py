@@ -31,8 +31,11 @@ COMMANDS: list[tuple[str, list[str], str]] = [
     ("cola_compare", ["mode=compare", "task=glue_cola"], "full"),
     ("stsb_train", ["task=glue_stsb", *SMALL], "256 / 128 (the run mode=evaluate loads)"),
     ("stsb_evaluate", ["task=glue_stsb", "mode=evaluate", "checkpoint.load={RUN:stsb_train}", *SMALL], "128 dev"),
+    # a capture file has no 'sentence' field: before, 0 answers and exit 0; now refused (exit 2), as it should be
     ("sst2_predict", ["task=glue_sst2", "mode=predict", "predict.input={ROOT}/data/drift/capture/seed_sentences.jsonl",
-                      "checkpoint.load={RUN:main_job}"], "the drift seed sentences as input"),
+                      "checkpoint.load={RUN:main_job}"], "a capture file (no usable record)"),
+    ("sst2_predict_reviews", ["task=glue_sst2", "mode=predict", "predict.input={HERE}/reviews.jsonl",
+                              "checkpoint.load={RUN:main_job}"], "the first 20 SST-2 dev sentences"),
     ("qa_ddp", ["task=qa", "strategy=ddp", "data.train_limit=64", "data.eval_limit=32"], "64 / 32 questions"),
     ("qa_minilm", ["+experiment=qa_minilm", "trainer.max_steps=8", "data.train_limit=64", "data.eval_limit=32"],
      "8 steps, 64 / 32 questions"),
@@ -54,7 +57,7 @@ VOLATILE = ("time", "_s", "cost_usd", "per_s", "rss", "latency", "samples_per") 
 
 
 def run(root: Path, name: str, argv: list[str], runs: dict[str, str]) -> dict:
-    args = [a.replace("{ROOT}", str(root)) for a in argv]
+    args = [a.replace("{ROOT}", str(root)).replace("{HERE}", str(Path(__file__).resolve().parent)) for a in argv]
     args = [re.sub(r"\{RUN:(\w+)\}", lambda m: runs.get(m.group(1), "MISSING"), a) for a in args]
     env = {**os.environ, "PYTHONPATH": str(root / "src"), "PYTHONHASHSEED": "0"}
     command = [sys.executable, "run.py", *args, *QUIET]
