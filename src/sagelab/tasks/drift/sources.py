@@ -9,17 +9,21 @@
 * a ``.txt`` file, one text per line;
 * ``task:<name>`` (baseline only): the training text of another sagelab task,
   e.g. ``task:glue_cola`` -- the data the fine-tuned model learnt from.
+
+Bytes that are not UTF-8 in a ``.txt`` or a table stop the command, naming file and line: unlike a
+capture line, such a file was prepared by someone, and a wrong encoding garbles every text in it.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from sagelab.config import PROJECT_ROOT, ConfigError
 from sagelab.readers.capture import CAPTURE_SUFFIXES, CaptureData, Record, read_capture
-from sagelab.readers.jsonl import BadLine
+from sagelab.readers.lines import BadLine, read_utf8
 from sagelab.readers.tables import TABLE_SUFFIXES, read_table
 
 TEXT_SUFFIXES = (".txt",)
@@ -42,11 +46,10 @@ def check_source(key: str, ref: str) -> None:
 
 def read_text_lines(path: Path) -> CaptureData:
     out = CaptureData(files=[str(path)])
-    with open(path, encoding="utf-8-sig", errors="strict") as handle:
-        for number, line in enumerate(handle, start=1):
-            out.lines_read += 1
-            if line.strip():
-                out.records.append(Record(line.strip(), str(path), number))
+    for number, line in enumerate(io.StringIO(read_utf8(path), newline=None), start=1):
+        out.lines_read += 1
+        if line.strip():
+            out.records.append(Record(line.strip(), str(path), number))
     if not out.records:
         out.bad_lines.append(BadLine(str(path), 0, "empty file"))
     return out
