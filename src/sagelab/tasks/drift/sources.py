@@ -57,18 +57,18 @@ def read_text_lines(path: Path) -> CaptureData:
 
 def read_task_texts(name: str) -> CaptureData:
     """Training text of task ``name`` (its ``text_fields`` of ``train_file``), through that task's reader."""
-    from sagelab.tasks.glue.formats import READERS
+    from sagelab.tasks.glue.formats import LAYOUTS, read_glue
 
     cfg = OmegaConf.load(PROJECT_ROOT / "conf" / "task" / f"{name}.yaml")
     fmt = str(cfg.get("format", ""))
-    if fmt not in READERS or "train_file" not in cfg:
+    if fmt not in LAYOUTS or "train_file" not in cfg:
         raise ConfigError(
             "task.baseline_source", f"task '{name}' has no local training file sagelab can read text from."
         )
     path = Path(str(cfg.source)) / str(cfg.train_file)
     if not path.exists():
         raise ConfigError("task.baseline_source", f"training file {path} of task '{name}' does not exist.")
-    rows = READERS[fmt](path)
+    rows = read_glue(path, fmt, int(cfg.get("num_labels", 2)))
     out = CaptureData(files=[str(path)])
     for field in cfg.text_fields:
         for i, text in enumerate(rows[str(field)], start=1):
