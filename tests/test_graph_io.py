@@ -61,11 +61,19 @@ def test_typed_columns_multi_values_and_undirected_edges(export: tuple[Path, Pat
         ("~id\na\n", "~from,~to\na,zed\n", r"edges.csv: line 2: node 'zed' is not in nodes.csv"),
         ("~id\na\n", "~src,~to\n", r"edges.csv: line 1: no ~from column"),
         ("~id,x:Int\na,1,2\n", "~from,~to\n", r"line 2: 3 fields, header has 2"),
+        ("~id,name,~label,name\na,A,p,B\n", "~from,~to\n",
+         r"nodes.csv: line 1: column 'name' appears twice \(columns 2 and 4\)"),
+        ("~id,age:Int,age:String\na,1,x\n", "~from,~to\n", r"nodes.csv: line 1: property 'age' appears twice"),
+        ("~id\na\n", "~from,~to,~to\n", r"edges.csv: line 1: column '~to' appears twice"),
+        ("~id,name\na,\"Ann\nLee\"\nb,caf\xe9\n", "~from,~to\n",
+         r"nodes.csv: line 4: not UTF-8 \(byte 0xe9 at column 6\)"),
+        ("", "~from,~to\n", r"nodes.csv: is empty"),
     ],
 )
 def test_bad_exports_name_file_and_line(tmp_path: Path, nodes: str, edges: str, match: str) -> None:
+    (tmp_path / "nodes.csv").write_bytes(nodes.encode("latin-1"))
     with pytest.raises(ConfigError, match=match):
-        read_gremlin_csv(write(tmp_path / "nodes.csv", nodes), write(tmp_path / "edges.csv", edges))
+        read_gremlin_csv(tmp_path / "nodes.csv", write(tmp_path / "edges.csv", edges))
 
 
 def test_write_then_read_round_trips(export: tuple[Path, Path], tmp_path: Path) -> None:
