@@ -6,6 +6,7 @@ and the read goes on; what a record must contain is the caller's business (it ad
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,8 +29,10 @@ def iter_json_lines(path: Path, bad: list[BadLine], blank: str | None = None) ->
     """
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
             try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 bad.append(BadLine(str(path), number, not_utf8(raw, err.start)))
                 continue
