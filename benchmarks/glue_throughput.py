@@ -62,10 +62,10 @@ def run_hf(variant: str, args: argparse.Namespace) -> dict:
                          padding="max_length" if padded else False)
 
     source = str(ROOT / "data/glue/CoLA")
-    train = load_split(source, "cola", ["in_domain_train.tsv"], None, "train")
+    train = load_split(source, "cola", ["in_domain_train.tsv"], None, "train", num_labels=2)
     if args.train_limit:
         train = train.select(range(args.train_limit))
-    dev = load_split(source, "cola", ["in_domain_dev.tsv", "out_of_domain_dev.tsv"], None, "validation")
+    dev = load_split(source, "cola", ["in_domain_dev.tsv", "out_of_domain_dev.tsv"], None, "validation", num_labels=2)
     train, dev = (d.map(encode, batched=True, remove_columns=["sentence"]) for d in (train, dev))
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     with tempfile.TemporaryDirectory() as out:

@@ -150,3 +150,27 @@ def test_task_source_reads_that_tasks_training_text() -> None:
     assert len(data.texts) == 8551 and data.files[0].endswith("in_domain_train.tsv")
     with pytest.raises(ConfigError, match="no conf/task/nope.yaml"):
         check_source("task.baseline_source", "task:nope")
+
+
+def test_text_and_table_sources_with_bytes_that_are_not_utf8_name_file_and_line(tmp_path: Path) -> None:
+    from sagelab.config import ConfigError
+    from sagelab.tasks.drift.sources import read_source
+
+    text = _write(tmp_path / "b.txt", ["fine", b"caf\xe9 au lait"])
+    table = _write(tmp_path / "b.tsv", ["sentence\tlabel", '"quoted\nover two lines"\t1', b"caf\xe9\t0"])
+    for path, line in ((text, 2), (table, 4)):
+        with pytest.raises(ConfigError) as err:
+            read_source(str(path))
+        assert err.value.key == str(path) and err.value.message == f"line {line}: not UTF-8 (byte 0xe9 at column 4)"
+
+
+def test_table_rows_with_the_wrong_field_count_are_listed(tmp_path: Path) -> None:
+    from sagelab.tasks.drift.sources import read_source
+
+    table = _write(tmp_path / "r.csv", ["sentence,label", "good,1", "no label", "a,b,c", "", "last,0"])
+    data = read_source(str(table))
+    assert data.texts == ["good", "last"] and data.lines_read == 4
+    assert [(b.line, b.reason) for b in data.bad_lines] == [
+        (3, "1 fields, the header has 2"), (4, "3 fields, the header has 2")]
+    empty = _write(tmp_path / "e.tsv", [])
+    assert [(b.line, b.reason) for b in read_source(str(empty)).bad_lines] == [(0, "empty file")]

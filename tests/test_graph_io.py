@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -61,11 +62,19 @@ def test_typed_columns_multi_values_and_undirected_edges(export: tuple[Path, Pat
         ("~id\na\n", "~from,~to\na,zed\n", r"edges.csv: line 2: node 'zed' is not in nodes.csv"),
         ("~id\na\n", "~src,~to\n", r"edges.csv: line 1: no ~from column"),
         ("~id,x:Int\na,1,2\n", "~from,~to\n", r"line 2: 3 fields, header has 2"),
+        ("~id,name,~label,name\na,A,p,B\n", "~from,~to\n",
+         r"nodes.csv: line 1: column 'name' appears twice \(columns 2 and 4\)"),
+        ("~id,age:Int,age:String\na,1,x\n", "~from,~to\n", r"nodes.csv: line 1: property 'age' appears twice"),
+        ("~id\na\n", "~from,~to,~to\n", r"edges.csv: line 1: column '~to' appears twice"),
+        ("~id,name\na,\"Ann\nLee\"\nb,caf\xe9\n", "~from,~to\n",
+         r"nodes.csv: line 4: not UTF-8 \(byte 0xe9 at column 6\)"),
+        ("", "~from,~to\n", r"nodes.csv: is empty"),
     ],
 )
 def test_bad_exports_name_file_and_line(tmp_path: Path, nodes: str, edges: str, match: str) -> None:
+    (tmp_path / "nodes.csv").write_bytes(nodes.encode("latin-1"))
     with pytest.raises(ConfigError, match=match):
-        read_gremlin_csv(write(tmp_path / "nodes.csv", nodes), write(tmp_path / "edges.csv", edges))
+        read_gremlin_csv(tmp_path / "nodes.csv", write(tmp_path / "edges.csv", edges))
 
 
 def test_write_then_read_round_trips(export: tuple[Path, Path], tmp_path: Path) -> None:
@@ -112,3 +121,37 @@ def test_example_graph_is_the_seed_story() -> None:
         assert person in names
     assert graph.properties["interests"].multi
     assert graph.num_nodes == 32 and graph.num_edges == 68
+
+
+class _Shell:  # pickles as a call to os.system: what a hostile "dataset" would hold
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def _cora_copy(tmp_path: Path) -> Path:
+    import shutil
+
+    folder = tmp_path / "cora"
+    shutil.copytree(PROJECT_ROOT / "data" / "graph" / "cora", folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("part", "content", "match"),
+    [
+        ("graph", pickle.dumps(_Shell(), protocol=2), r"ind.cora.graph: is not a readable Planetoid file "
+                                                       r"\(UnpicklingError: it names posix.system"),
+        ("tx", (PROJECT_ROOT / "data/graph/cora/ind.cora.tx").read_bytes()[:5000], r"ind.cora.tx: is not a readable"),
+        ("allx", pickle.dumps([1, 2, 3], protocol=2), r"ind.cora.allx: holds a list, not a 2-D feature matrix"),
+        ("graph", pickle.dumps({0: 5}, protocol=2), r"ind.cora.graph: is not a dict of node -> neighbour list"),
+        ("test.index", b"1708\nabc\n", r"ind.cora.test.index: line 2: 'abc' is not a node index"),
+        ("test.index", b"1708\n", r"ind.cora.test.index: does not fit the features: 1 test indices"),
+    ],
+)
+def test_bad_planetoid_files_are_named(tmp_path: Path, part: str, content: bytes, match: str) -> None:
+    folder = _cora_copy(tmp_path)
+    (folder / f"ind.cora.{part}").write_bytes(content)
+    with pytest.raises(ConfigError, match=match):
+        read_planetoid(folder)

@@ -52,11 +52,46 @@ def test_split_is_by_article_and_configurable(examples) -> None:
         squad.split_by_article(examples, train_articles=45, eval_articles=8)
 
 
-def test_malformed_file_is_named(tmp_path: Path) -> None:
+def _squad(*paragraphs: dict) -> dict:
+    return {"version": "1.1", "data": [{"title": "T", "paragraphs": list(paragraphs)}]}
+
+
+def _para(*qas: dict, context: str = "Ann went home.") -> dict:
+    return {"context": context, "qas": list(qas)}
+
+
+def _qa(qid: object = "q1", **answer: object) -> dict:
+    return {"id": qid, "question": "Who?", "answers": [answer or {"text": "Ann", "answer_start": 0}]}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "bad.json: the file is empty"),
+        (b'{"data": [\n  {"title": }\n]}', "bad.json: line 2: not valid JSON (Expecting value)"),
+        (b"[" * 100_000 + b"]" * 100_000, "bad.json: not valid JSON (nested too deeply)"),
+        (b'{"data": []}\n\xff', "bad.json: line 2: not UTF-8 (byte 0xff at column 1)"),
+        (b'{"data": {}}', "bad.json: no top-level 'data' list"),
+        (_squad(_para(context="")), "bad.json: article 0 (T) paragraph 0: missing or empty 'context'"),
+        (_squad(_para(_qa(answer_start=0))), "article 0 (T) paragraph 0 question 0 answer 0: missing or empty 'text'"),
+        (_squad(_para(_qa(text="Ann", answer_start="0"))), "answer 0: 'answer_start' is '0', not a character"),
+        (_squad(_para(_qa(text="home", answer_start=0))), "answer 0: 'home' is not at character 0 of the context"),
+        (_squad(_para(_qa()), _para(_qa(), _qa(1))),
+         "paragraph 1 question 0: question id 'q1' is already used at article 0 (T) paragraph 0 question 0"),
+        (_squad(_para()), "bad.json: no questions in 'data'"),
+        ({"data": [{"title": "T", "paragraphs": {"context": "x"}}]}, "article 0: 'paragraphs' is a dict, not a list"),
+    ],
+)
+def test_malformed_file_is_named_by_place(tmp_path: Path, content: bytes | dict, message: str) -> None:
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"data": [{"title": "T", "paragraphs": [{"context": "", "qas": []}]}]}))
-    with pytest.raises(ConfigError, match=r"bad.json', article 0 \(T\), paragraph 0: missing or empty 'context'"):
-        list(squad.iter_squad_json(str(bad)))
+    bad.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
+    with pytest.raises(ConfigError) as err:
+        squad.load_squad(str(bad), cache_dir=str(tmp_path / "cache"))
+    assert err.value.key == "task.source" and message in err.value.message, err.value.message
+    assert not (tmp_path / "cache").exists()  # refused before datasets wrote anything
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         squad.load_squad(str(tmp_path / "missing.json"))
 

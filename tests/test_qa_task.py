@@ -83,6 +83,19 @@ def test_read_records_names_bad_lines(tmp_path: Path) -> None:
         (3, "missing or empty 'context'"), (4, "missing or empty 'context'"), (5, "not a JSON object")]
 
 
+def test_table_input_rows_are_records_with_their_line(tmp_path: Path) -> None:
+    from sagelab.tasks.predict import read_predict_input
+    from sagelab.tasks.qa.task import parse_qa_record
+
+    table = tmp_path / "q.tsv"
+    table.write_bytes(b'id\tquestion\tcontext\na\tWho?\t"Ann did.\nShe did."\nb\tWhy?\t\n'
+                      b'c\tWhen?\tCaf\xe9 time.\nd\tWhere?\n e\tWhat?\tThis.\n')
+    records, bad = read_predict_input(table, parse_qa_record)
+    assert [(r["line"], r["id"], r["context"]) for r in records] == [(3, "a", "Ann did.\nShe did."), (7, " e", "This.")]
+    assert [(b.line, b.reason) for b in bad] == [
+        (4, "missing or empty 'context'"), (5, "not UTF-8"), (6, "2 fields, the header has 3")]
+
+
 def test_train_evaluate_and_predict_through_the_runner(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import mlflow
 

@@ -2,9 +2,10 @@
 
 Each reader reports a problem with the file and line it is on: a format that promises to skip bad lines
 (prediction inputs, capture) returns them as :class:`BadLine` records; a training set raises
-:class:`~sagelab.config.ConfigError` naming the file and line.
+:class:`BadInput`, a :class:`~sagelab.config.ConfigError` naming the file and line.
 """
 
-from sagelab.readers.jsonl import BadLine, read_json_records
+from sagelab.readers.jsonl import read_json_records
+from sagelab.readers.lines import BadInput, BadLine
 
-__all__ = ["BadLine", "read_json_records"]
+__all__ = ["BadInput", "BadLine", "read_json_records"]

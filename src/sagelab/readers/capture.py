@@ -17,7 +17,7 @@ A capture folder is read file by file in sorted path order: SageMaker's
 order. Lines are read by :func:`sagelab.readers.jsonl.iter_json_lines`. Bad input
 never stops the read: a line that is not UTF-8 or not JSON (or nested deeper than
 the parser allows), a blank line, a request of the wrong shape or without text,
-or an empty file is recorded as a :class:`~sagelab.readers.jsonl.BadLine` (file,
+or an empty file is recorded as a :class:`~sagelab.readers.lines.BadLine` (file,
 line number, reason) and skipped, so every good record is still scored and the
 problems are listed in ``statistics.json``.
 """
@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from sagelab.readers.jsonl import BadLine, decode_json, iter_json_lines
+from sagelab.readers.jsonl import decode_json, iter_json_lines
+from sagelab.readers.lines import BadLine
 
 CAPTURE_SUFFIXES = (".jsonl", ".json", ".jsonlines")
 TEXT_KEYS = ("text", "inputs", "sentence", "sentences", "instances", "texts")

@@ -6,25 +6,12 @@ and the read goes on; what a record must contain is the caller's business (it ad
 
 from __future__ import annotations
 
+import codecs
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-
-@dataclass(frozen=True)
-class BadLine:
-    """An input line that could not be used; ``line`` is 0 for a whole-file problem (an empty file)."""
-
-    file: str
-    line: int
-    reason: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
+from sagelab.readers.lines import BadInput, BadLine, not_utf8, read_utf8
 
 
 def decode_json(text: str) -> Any:
@@ -42,10 +29,12 @@ def iter_json_lines(path: Path, bad: list[BadLine], blank: str | None = None) ->
     """
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
             try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                bad.append(BadLine(str(path), number, f"not UTF-8 (byte {err.start})"))
+                bad.append(BadLine(str(path), number, not_utf8(raw, err.start)))
                 continue
             if not line.strip():
                 if blank:
@@ -61,10 +50,10 @@ def iter_json_lines(path: Path, bad: list[BadLine], blank: str | None = None) ->
 def iter_json_array(path: Path, bad: list[BadLine]) -> Iterator[tuple[int, Any]]:
     """(line number, element) of a file holding one top-level JSON array; an unreadable file is one BadLine."""
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        text = read_utf8(path)
         items = decode_json(text)
-    except UnicodeDecodeError as err:
-        bad.append(BadLine(str(path), 1 + Path(path).read_bytes()[: err.start].count(b"\n"), "not UTF-8"))
+    except BadInput as err:
+        bad.append(err.bad)
         return
     except ValueError as err:
         line = err.lineno if isinstance(err, json.JSONDecodeError) else 0

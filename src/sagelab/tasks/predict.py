@@ -1,7 +1,8 @@
 """``mode=predict`` for any task family: records in, one JSON answer a line out, in input order.
 
 The task says how to read one record (:data:`Parse`) and how to answer a batch of them (:data:`Answer`);
-this loop owns the rest: reading JSON Lines or a JSON array, counting and listing skipped records (file,
+this loop owns the rest: reading JSON Lines, a JSON array or a ``.tsv``/``.csv`` whose header names the
+fields a record needs (each row is then a record of strings), counting and listing skipped records (file,
 line, reason), batching by ``optim.eval_batch_size``, writing ``predict.output`` and logging it. An input
 where every record is skipped is a configuration error (exit 2), not an empty success.
 """
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from sagelab.config import ConfigError, check_file
 from sagelab.readers import BadLine, read_json_records
+from sagelab.readers.lines import print_skipped
+from sagelab.readers.tables import TABLE_SUFFIXES, read_rows
 
 if TYPE_CHECKING:
     from sagelab.context import TaskContext
@@ -25,7 +28,11 @@ Answer = Callable[[Any, list], "list[dict[str, Any]]"]  # (module, records) -> o
 def read_predict_input(path: Path, parse: Parse) -> tuple[list[dict[str, Any]], list[BadLine]]:
     bad: list[BadLine] = []
     records = []
-    for line, value in read_json_records(path, bad):
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        values = read_rows(path, bad, lenient=True)[1]
+    else:
+        values = read_json_records(path, bad)
+    for line, value in values:
         record = parse(value, line)
         if isinstance(record, str):
             bad.append(BadLine(str(path), line, record))
@@ -56,8 +63,7 @@ def run_predict(context: TaskContext, parse: Parse, answer: Answer, artifact_dir
     cfg = context.cfg
     path = check_file("predict.input", str(cfg.predict.input or ""), "input file")
     records, bad = read_predict_input(path, parse)
-    for problem in bad:
-        print(f"{problem.file}:{problem.line}: skipped ({problem.reason})")
+    print_skipped(bad)
     if not records:
         raise ConfigError("predict.input", f"'{path}' has no usable record ({len(bad)} skipped"
                           f"{': ' + bad[0].reason if bad else ', the file is empty'}).")

@@ -26,6 +26,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from sagelab.config import ConfigError
+from sagelab.readers.lines import print_skipped
 from sagelab.tasks.drift.calibration import calibrate_threshold
 from sagelab.tasks.drift.scoring import cosine_scores, unit_mean
 from sagelab.tracking import resolve_artifact
@@ -163,6 +164,7 @@ def build_baseline(context: TaskContext, embed: Embed) -> Baseline:
         "baseline/embed_sentences_per_s": rate,
     }
     context.tracker.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+    print_skipped(data.bad_lines, limit=20, rest=f"; all in {folder / 'baseline.json'}")
     if auto.note:
         print(f"baseline: warning: {auto.note}")
     print(f"baseline: {len(ref_texts)} reference + {len(cal_texts)} calibration texts from {t.baseline_source}; "

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from sagelab.readers.capture import Record
+from sagelab.readers.lines import print_skipped
 from sagelab.tasks.drift.calibration import Threshold
 
 if TYPE_CHECKING:
@@ -194,6 +195,7 @@ def write_monitoring_reports(
         window_metrics = {"window/p_value": w.p_value, "window/mmd2": w.mmd2, "window/classifier_auc": w.classifier_auc,
                           "window/violation_rate": w.violation_rate, "window/mean_score": w.mean_score}
         context.tracker.log_metrics({k: v for k, v in window_metrics.items() if np.isfinite(v)}, step=w.index)
+    print_skipped(capture.bad_lines, limit=20, rest=f"; all in {folder / 'statistics.json'}")
     verdict = "DRIFT" if result.drift else "no drift"
     print(f"monitor: {len(result.scores)} records ({len(capture.bad_lines)} bad lines skipped), "
           f"{stats['violation_count']} under threshold {threshold.value:.4f} ({threshold.method}); "

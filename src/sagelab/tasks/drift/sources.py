@@ -9,17 +9,21 @@
 * a ``.txt`` file, one text per line;
 * ``task:<name>`` (baseline only): the training text of another sagelab task,
   e.g. ``task:glue_cola`` -- the data the fine-tuned model learnt from.
+
+Bytes that are not UTF-8 in a ``.txt`` or a table stop the command, naming file and line: unlike a
+capture line, such a file was prepared by someone, and a wrong encoding garbles every text in it.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from sagelab.config import PROJECT_ROOT, ConfigError
 from sagelab.readers.capture import CAPTURE_SUFFIXES, CaptureData, Record, read_capture
-from sagelab.readers.jsonl import BadLine
+from sagelab.readers.lines import BadLine, read_utf8
 from sagelab.readers.tables import TABLE_SUFFIXES, read_table
 
 TEXT_SUFFIXES = (".txt",)
@@ -42,11 +46,10 @@ def check_source(key: str, ref: str) -> None:
 
 def read_text_lines(path: Path) -> CaptureData:
     out = CaptureData(files=[str(path)])
-    with open(path, encoding="utf-8-sig", errors="strict") as handle:
-        for number, line in enumerate(handle, start=1):
-            out.lines_read += 1
-            if line.strip():
-                out.records.append(Record(line.strip(), str(path), number))
+    for number, line in enumerate(io.StringIO(read_utf8(path), newline=None), start=1):
+        out.lines_read += 1
+        if line.strip():
+            out.records.append(Record(line.strip(), str(path), number))
     if not out.records:
         out.bad_lines.append(BadLine(str(path), 0, "empty file"))
     return out
@@ -54,18 +57,18 @@ def read_text_lines(path: Path) -> CaptureData:
 
 def read_task_texts(name: str) -> CaptureData:
     """Training text of task ``name`` (its ``text_fields`` of ``train_file``), through that task's reader."""
-    from sagelab.tasks.glue.formats import READERS
+    from sagelab.tasks.glue.formats import LAYOUTS, read_glue
 
     cfg = OmegaConf.load(PROJECT_ROOT / "conf" / "task" / f"{name}.yaml")
     fmt = str(cfg.get("format", ""))
-    if fmt not in READERS or "train_file" not in cfg:
+    if fmt not in LAYOUTS or "train_file" not in cfg:
         raise ConfigError(
             "task.baseline_source", f"task '{name}' has no local training file sagelab can read text from."
         )
     path = Path(str(cfg.source)) / str(cfg.train_file)
     if not path.exists():
         raise ConfigError("task.baseline_source", f"training file {path} of task '{name}' does not exist.")
-    rows = READERS[fmt](path)
+    rows = read_glue(path, fmt, int(cfg.get("num_labels", 2)))
     out = CaptureData(files=[str(path)])
     for field in cfg.text_fields:
         for i, text in enumerate(rows[str(field)], start=1):

@@ -16,11 +16,12 @@ from sagelab.config import ConfigError
 
 class GlueDataModule(L.LightningDataModule):
     def __init__(self, *, backbone: Mapping[str, Any], source: str, fmt: str, text_fields: list[str],
-                 train_files: list[str], eval_files: list[str], hub_config: str | None = None,
+                 num_labels: int, train_files: list[str], eval_files: list[str], hub_config: str | None = None,
                  hub_eval_split: str = "validation", data: Mapping[str, Any], batch_size: int,
                  eval_batch_size: int, seed: int) -> None:
         super().__init__()
         self.backbone, self.source, self.fmt, self.text_fields = backbone, source, fmt, text_fields
+        self.num_labels = num_labels  # local files: labels outside the task's classes are refused by line
         self.train_files, self.eval_files = train_files, eval_files
         self.hub_config, self.hub_eval_split = hub_config, hub_eval_split
         self.data, self.batch_size, self.eval_batch_size, self.seed = data, batch_size, eval_batch_size, seed
@@ -42,10 +43,11 @@ class GlueDataModule(L.LightningDataModule):
         def tokenize(batch: dict[str, list]) -> dict[str, list]:
             return self.tokenizer(*[batch[f] for f in fields], truncation=True, max_length=int(data["max_length"]))
 
-        train = load_split(self.source, self.fmt, self.train_files, self.hub_config, "train")
+        train = load_split(self.source, self.fmt, self.train_files, self.hub_config, "train", self.num_labels)
         if data.get("train_limit"):
             train = train.select(range(min(int(data["train_limit"]), len(train))))
-        evaluation = load_split(self.source, self.fmt, self.eval_files, self.hub_config, self.hub_eval_split)
+        evaluation = load_split(self.source, self.fmt, self.eval_files, self.hub_config, self.hub_eval_split,
+                                self.num_labels)
         splits = {"train": train, "eval": evaluation}
         if self.has_test_split:
             splits["train"], splits["eval"] = holdout_split(train, data["holdout"], int(data["holdout_seed"]))

@@ -17,7 +17,7 @@ from sagelab.config import ConfigError, check_file
 from sagelab.checks import one_of, positive
 from sagelab.schema import TaskBlock, checked
 from sagelab.tasks.base import Task
-from sagelab.tasks.glue.formats import READERS, is_local_source
+from sagelab.tasks.glue.formats import LAYOUTS, is_local_source
 
 if TYPE_CHECKING:
     from sagelab.context import TaskContext
@@ -32,7 +32,7 @@ class GlueConfig(TaskBlock):
     metrics: list[str] = MISSING
     num_labels: int = checked(MISSING, positive)  # 1 = regression
     text_fields: list[str] = MISSING
-    format: str = checked(MISSING, one_of(*READERS))
+    format: str = checked(MISSING, one_of(*LAYOUTS))
     source: str = MISSING  # a folder of GLUE files, or a hub dataset name
     hub_config: Optional[str] = None
     hub_eval_split: str = "validation"
@@ -62,6 +62,7 @@ class GlueTask(Task):
         cfg, task = self.cfg, self.cfg.task
         return GlueDataModule(
             backbone=cfg.model, source=str(task.source), fmt=str(task.format), text_fields=list(task.text_fields),
+            num_labels=int(task.num_labels),
             train_files=[str(task.train_file)], eval_files=[str(f) for f in task.eval_files],
             hub_config=task.get("hub_config"), hub_eval_split=str(task.hub_eval_split), data=cfg.data,
             batch_size=int(cfg.optim.batch_size), eval_batch_size=int(cfg.optim.eval_batch_size), seed=int(cfg.seed),

@@ -17,8 +17,10 @@ import argparse
 import csv
 import pickle
 import sys
+import warnings
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,10 +29,61 @@ from sagelab.tasks.graph.property_graph import Property, PropertyGraph, undirect
 
 PLANETOID_PARTS = ("x", "tx", "allx", "graph")
 
+# What the Planetoid release pickles hold (Python 2 pickles: protocol 2, ``__builtin__``), under the module
+# names numpy and scipy have used for it. Anything else -- a pickle can call any importable function -- is
+# refused: the files come from a path in the config, and pickle.load would run whatever they name.
+_BUILTINS = ("list", "dict", "tuple", "set", "int", "float", "bool", "str", "object")
+_SAFE_GLOBALS = {
+    *((module, name) for module in ("builtins", "__builtin__") for name in _BUILTINS),
+    ("collections", "defaultdict"), ("collections", "OrderedDict"),
+    ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    *((module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+      for name in ("_reconstruct", "scalar")),
+    *((module, f"{kind}_matrix") for module in ("scipy.sparse", "scipy.sparse.csr", "scipy.sparse._csr",
+                                                 "scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse.coo",
+                                                 "scipy.sparse._coo") for kind in ("csr", "csc", "coo")),
+}
+
+
+class _PlanetoidUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a Planetoid file never holds")
+        with warnings.catch_warnings():  # scipy.sparse.csr: the 2015 files' module name, deprecated since
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return super().find_class(module, name)
+
 
 def _unpickle(path: Path) -> object:
-    with path.open("rb") as handle:
-        return pickle.load(handle, encoding="latin1")  # noqa: S301 -- trusted dataset files
+    """One Planetoid pickle, through the allow-list above; anything wrong with it names the file."""
+    try:
+        with path.open("rb") as handle:
+            return _PlanetoidUnpickler(handle, encoding="latin1").load()
+    except Exception as err:  # truncated (EOFError), corrupt (UnpicklingError, ValueError ...), refused global
+        raise ConfigError(str(path), f"is not a readable Planetoid file ({type(err).__name__}: {err}).") from None
+
+
+def _matrix(path: Path) -> Any:
+    import scipy.sparse as sp
+
+    value = _unpickle(path)
+    if not (sp.issparse(value) or isinstance(value, np.ndarray)) or value.ndim != 2:
+        raise ConfigError(str(path), f"holds a {type(value).__name__}, not a 2-D feature matrix.")
+    return value
+
+
+def _adjacency(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(source, target) node indices of the adjacency lists in ``ind.<name>.graph``."""
+    adjacency = _unpickle(path)
+    try:
+        if not isinstance(adjacency, dict):
+            raise TypeError(f"a {type(adjacency).__name__}")
+        src = np.array([int(s) for s, nbrs in adjacency.items() for _ in nbrs], dtype=np.int64)
+        dst = np.array([int(d) for nbrs in adjacency.values() for d in nbrs], dtype=np.int64)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(str(path), f"is not a dict of node -> neighbour list ({err}).") from None
+    return src, dst
 
 
 def read_planetoid(root: str | Path, name: str = "cora") -> PropertyGraph:
@@ -39,23 +92,30 @@ def read_planetoid(root: str | Path, name: str = "cora") -> PropertyGraph:
     for part in PLANETOID_PARTS + ("test.index",):
         path = root / f"ind.{name}.{part}"
         if not path.exists():
-            raise ConfigError("task.graph.path", f"the Planetoid file '{path}' does not exist.")
+            raise ConfigError(str(path), "the Planetoid file does not exist.")
     import scipy.sparse as sp
 
-    tx, allx = (_unpickle(root / f"ind.{name}.{part}") for part in ("tx", "allx"))
-    adjacency: dict[int, list[int]] = _unpickle(root / f"ind.{name}.graph")  # type: ignore[assignment]
-    test_index = [int(line) for line in (root / f"ind.{name}.test.index").read_text().split()]
+    tx, allx = (_matrix(root / f"ind.{name}.{part}") for part in ("tx", "allx"))
+    src, dst = _adjacency(root / f"ind.{name}.graph")
+    index_file = root / f"ind.{name}.test.index"
+    test_index = []
+    for line, text in enumerate(index_file.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if text.strip():
+            if not text.strip().isdigit():
+                raise ConfigError(str(index_file), f"line {line}: {text.strip()[:40]!r} is not a node index.")
+            test_index.append(int(text))
+    num_nodes = allx.shape[0] + tx.shape[0]
+    if tx.shape[1] != allx.shape[1] or len(test_index) != tx.shape[0] or max(test_index, default=0) >= num_nodes:
+        raise ConfigError(str(index_file), f"does not fit the features: {len(test_index)} test indices up to "
+                          f"{max(test_index, default=0)} for tx {tx.shape} and allx {allx.shape}.")
     # Test rows come last in tx but belong at the (unsorted) positions in test.index.
-    features = sp.vstack([allx, tx]).tolil()
+    features = sp.vstack([sp.csr_matrix(allx), sp.csr_matrix(tx)]).tolil()
     order = np.sort(test_index)
     features[test_index, :] = features[order, :]
     dense = np.asarray(features.todense(), dtype=np.float32)
-    num_nodes = dense.shape[0]
-    src = [s for s, nbrs in adjacency.items() for _ in nbrs]
-    dst = [d for nbrs in adjacency.values() for d in nbrs]
-    usrc, udst, dropped = undirected_unique(np.array(src), np.array(dst))
-    if usrc.size and max(usrc.max(), udst.max()) >= num_nodes:
-        raise ConfigError("task.graph.path", f"ind.{name}.graph names nodes beyond the {num_nodes} feature rows.")
+    usrc, udst, dropped = undirected_unique(src, dst)
+    if usrc.size and (min(usrc.min(), udst.min()) < 0 or max(usrc.max(), udst.max()) >= num_nodes):
+        raise ConfigError(str(root / f"ind.{name}.graph"), f"names nodes beyond the {num_nodes} feature rows.")
     return PropertyGraph(
         node_ids=[str(i) for i in range(num_nodes)],
         labels=[name] * num_nodes,

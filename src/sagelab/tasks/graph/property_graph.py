@@ -26,6 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from sagelab.config import ConfigError
+from sagelab.readers.tables import csv_records
 
 NUMERIC_TYPES = {"byte": "int", "short": "int", "int": "int", "long": "int", "float": "float", "double": "float"}
 KNOWN_TYPES = {**NUMERIC_TYPES, "string": "string", "bool": "bool", "boolean": "bool", "date": "string"}
@@ -132,27 +133,31 @@ def _convert(cell: str, kind: str, path: Path, line: int, column: str) -> Any:
 
 
 def _read_rows(path: Path) -> tuple[list[str], Iterable[tuple[int, list[str]]]]:
+    """The header and (line, fields) rows; bytes that are not UTF-8 or broken quoting stop the read by line."""
     if not path.exists():
         raise ConfigError(str(path), "the graph export file does not exist.")
-    handle = path.open(newline="", encoding="utf-8-sig")
-    reader = csv.reader(handle)
-    header = next(reader, None)
-    if not header:
+    rows = csv_records(path, delimiter=",")
+    first = next(rows, None)
+    if first is None:
         raise ConfigError(str(path), "is empty; expected a header line such as ~id,~label,name:String.")
+    return [h.strip() for h in first[1]], rows
 
-    def rows() -> Iterable[tuple[int, list[str]]]:
-        with handle:
-            for line, row in enumerate(reader, start=2):
-                if row:
-                    yield line, row
 
-    return [h.strip() for h in header], rows()
+def _unique(names: list[str], path: Path, what: str = "column") -> None:
+    """A name given twice in a header would make one column shadow the other: refused, naming both."""
+    first: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        if name in first:
+            raise ConfigError(str(path), f"line 1: {what} {name!r} appears twice "
+                                         f"(columns {first[name]} and {position}).")
+        first[name] = position
 
 
 def read_gremlin_csv(nodes: str | Path, edges: str | Path, separator: str = ";") -> PropertyGraph:
     """Read a Gremlin-format nodes/edges CSV export into an undirected :class:`PropertyGraph`."""
     nodes, edges = Path(nodes), Path(edges)
     header, rows = _read_rows(nodes)
+    _unique(header, nodes)
     if "~id" not in header:
         raise ConfigError(str(nodes), f"line 1: no ~id column (header: {','.join(header)}).")
     columns = []  # (position, Property)
@@ -161,6 +166,7 @@ def read_gremlin_csv(nodes: str | Path, edges: str | Path, separator: str = ";")
             continue
         name, kind, multi = parse_header(column, nodes)
         columns.append((pos, Property(name, kind, multi, [])))
+    _unique([h if h.startswith("~") else parse_header(h, nodes)[0] for h in header], nodes, "property")
     id_pos, label_pos = header.index("~id"), header.index("~label") if "~label" in header else None
     node_ids: list[str] = []
     labels: list[str] = []
@@ -188,6 +194,7 @@ def read_gremlin_csv(nodes: str | Path, edges: str | Path, separator: str = ";")
         raise ConfigError(str(nodes), "has a header but no nodes.")
 
     header, rows = _read_rows(edges)
+    _unique(header, edges)
     for required in ("~from", "~to"):
         if required not in header:
             raise ConfigError(str(edges), f"line 1: no {required} column (header: {','.join(header)}).")

@@ -18,7 +18,7 @@ import hashlib
 import json
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from sagelab.config import ConfigError
 
@@ -31,39 +31,6 @@ MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 
 # -- reading ---------------------------------------------------------------
-def iter_squad_json(path: str) -> Iterator[dict[str, Any]]:
-    """Yield flat examples from a SQuAD v1.1 JSON file, naming the file and place of any fault."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            payload = json.load(handle)
-    except json.JSONDecodeError as err:
-        raise ConfigError("task.source", f"'{path}' is not valid JSON (line {err.lineno}: {err.msg}).") from err
-    articles = payload.get("data") if isinstance(payload, dict) else None
-    if not isinstance(articles, list):
-        raise ConfigError("task.source", f"'{path}' has no top-level 'data' list: not a SQuAD v1.1 file.")
-    for a_idx, article in enumerate(articles):
-        title = str(article.get("title", f"article_{a_idx}"))
-        for p_idx, paragraph in enumerate(article.get("paragraphs", [])):
-            where = f"'{path}', article {a_idx} ({title}), paragraph {p_idx}"
-            context = paragraph.get("context")
-            if not isinstance(context, str) or not context.strip():
-                raise ConfigError("task.source", f"{where}: missing or empty 'context'.")
-            for qa in paragraph.get("qas", []):
-                if "id" not in qa or "question" not in qa:
-                    raise ConfigError("task.source", f"{where}: a question lacks 'id' or 'question'.")
-                answers = qa.get("answers", [])
-                yield {
-                    "id": str(qa["id"]),
-                    "title": title,
-                    "context": context,
-                    "question": qa["question"],
-                    "answers": {
-                        "text": [a["text"] for a in answers],
-                        "answer_start": [int(a["answer_start"]) for a in answers],
-                    },
-                }
-
-
 def looks_like_path(source: str) -> bool:
     """A missing local file, as opposed to a hub name such as ``squad`` or ``rajpurkar/squad``."""
     return source.endswith((".json", ".jsonl")) or source.startswith((".", "/", "~")) or source.count("/") > 1
@@ -82,11 +49,13 @@ def load_squad(source: str, cache_dir: str | None = None, hub_splits: Sequence[s
     """
     import datasets
 
+    from sagelab.tasks.qa.squad_json import read_squad_json
+
     path = Path(source)
     if path.exists():
+        examples = read_squad_json(str(path))  # checked whole here: datasets would wrap a fault in a traceback
         return datasets.Dataset.from_generator(
-            iter_squad_json,
-            gen_kwargs={"path": str(path.resolve())},
+            lambda: iter(examples),
             cache_dir=cache_dir,
             fingerprint=f"squad-{_file_sha256(path)[:16]}",
         )
