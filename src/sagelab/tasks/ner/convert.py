@@ -65,7 +65,6 @@ def convert(source: Path, out: Path, attribute: str, labels: tuple[str, ...], jo
         unknown = sorted({e.label for e in entities} - set(labels))
         if unknown:
             raise ValueError(f"{source}: label(s) {', '.join(unknown)} not in --labels")
-        assert all(text[e.start : e.end].split(" ") for e in entities)
         counts["documents"] += 1
         counts.update(e.label for e in entities)
         records.append(labelled({"source": text}, attribute, labels, entities, [1.0] * len(entities), job_name,
