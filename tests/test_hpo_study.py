@@ -138,6 +138,7 @@ def test_bad_study_config_is_reported_before_any_trial(tmp_path):
         (["hpo.grace_period=5"], "hpo.grace_period"),
         (["hpo.max_trials=null", "hpo.max_wallclock_s=null"], "hpo.max_trials"),
         (["+hpo.latency.batch_size=8"], "hpo.latency.batch_size"),  # gone: the whole first batch is timed
+        (["hpo.trial_timeout_s=0"], "hpo.trial_timeout_s"),
     ]
     from sagelab.hpo.study import run_study
 

@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any
 
+from sagelab.hpo.lifeline import interrupt_on_signals, kill, launch, timeout_reason, wait
 from sagelab.hpo.records import (
     StudyState,
     finish_trial,
@@ -99,7 +100,7 @@ class _Trials:
     def __init__(self, spec: StudySpec, deadline: float | None) -> None:
         self.spec, self.deadline = spec, deadline
         self.live: set[subprocess.Popen] = set()
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # kill_all may run in a signal handler on a thread holding it
         self.stopping = False  # set when the study itself stops: killed trials are interrupted, not failed
 
     def objective(self, trial: Any) -> tuple[float, ...] | float:
@@ -115,28 +116,33 @@ class _Trials:
         (tdir / "command.txt").write_text(" ".join(argv) + "\n")
         from sagelab.config import PROJECT_ROOT
 
+        budget_left = None if self.deadline is None else max(1.0, self.deadline - time.monotonic())
+        limit = min((t for t in (budget_left, spec.trial_timeout_s) if t is not None), default=None)
         with open(tdir / "std.out", "a") as out, open(tdir / "std.err", "a") as err:
-            proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=out, stderr=err)
+            proc = launch(argv, cwd=PROJECT_ROOT, stdout=out, stderr=err)
             with self.lock:
                 self.live.add(proc)
             try:
-                timeout = None if self.deadline is None else max(1.0, self.deadline - time.monotonic())
-                code = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                finish_trial(tdir, spec.keep_checkpoints, status="stopped", reason="budget")
-                raise TrialFailed(f"trial {trial.number} stopped at the study's wall-clock budget")
+                code = wait(proc, limit)
             finally:
                 with self.lock:
                     self.live.discard(proc)
+        if code is None and limit == spec.trial_timeout_s:
+            reason = timeout_reason(limit)
+            with open(tdir / "std.err", "a") as err:
+                print(f"sagelab hpo: trial {trial.number} {reason}", file=err)
+            finish_trial(tdir, spec.keep_checkpoints, status="failed", reason=reason, error=tail(tdir / "std.err"))
+            raise TrialFailed(f"trial {trial.number} {reason}")
+        if code is None:
+            finish_trial(tdir, spec.keep_checkpoints, status="stopped", reason="budget")
+            raise TrialFailed(f"trial {trial.number} stopped at the study's wall-clock budget")
         if self.stopping:
             raise TrialFailed(f"trial {trial.number} interrupted with its study")
         result = read_json(tdir / "result.json") or {}
         history = result.get("history") or []
         if code != 0 or not history:
             reason = f"exit code {code}" if code != 0 else "no validation round reported"
-            finish_trial(tdir, spec.keep_checkpoints, status="failed", error=tail(tdir / "std.err"))
+            finish_trial(tdir, spec.keep_checkpoints, status="failed", reason=reason, error=tail(tdir / "std.err"))
             raise TrialFailed(f"trial {trial.number} failed ({reason}); see {tdir / 'std.err'}")
         last = history[-1]
         trial.set_user_attr("cost_usd", float(last.get("cost_usd", 0.0)))
@@ -152,7 +158,7 @@ class _Trials:
         with self.lock:
             self.stopping = True
             for proc in list(self.live):
-                proc.kill()
+                kill(proc)
 
 
 def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
@@ -178,15 +184,16 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
                 study.stop()
 
     try:
-        study.optimize(
-            runner.objective,
-            n_trials=budget.trials_left,
-            timeout=budget.wall_left,
-            n_jobs=spec.n_workers,
-            catch=(TrialFailed,),
-            callbacks=[after_trial],
-            gc_after_trial=False,
-        )
+        with interrupt_on_signals(runner.kill_all):
+            study.optimize(
+                runner.objective,
+                n_trials=budget.trials_left,
+                timeout=budget.wall_left,
+                n_jobs=spec.n_workers,
+                catch=(TrialFailed,),
+                callbacks=[after_trial],
+                gc_after_trial=False,
+            )
     finally:
         runner.kill_all()
         state.tick()

@@ -17,16 +17,14 @@ cleanly (running trials are stopped, the parent run is marked KILLED).
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from omegaconf import DictConfig
 
+from sagelab.hpo.lifeline import interrupt_on_signals
 from sagelab.hpo.records import StudyState, load_trials
 from sagelab.hpo.space import plain
 from sagelab.hpo.spec import StudySpec, build_spec
@@ -65,7 +63,7 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[s
         from sagelab.hpo import optuna_study as backend
     started = time.monotonic()
     try:
-        with _sigterm_as_interrupt():
+        with interrupt_on_signals():
             info = backend.run(spec, state)
     except KeyboardInterrupt:
         summary = finalize(spec, parent)
@@ -80,23 +78,6 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[s
     parent.finish("FINISHED")
     _print_summary(spec, summary)
     return summary
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a scheduler's or ``kill``'s stop) takes the same clean path as Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def trials_table(spec: StudySpec) -> Any:

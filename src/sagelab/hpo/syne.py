@@ -34,6 +34,7 @@ from sagelab.hpo.records import (
     tail,
     update_trial,
 )
+from sagelab.hpo.lifeline import STUDY_PID_ENV
 from sagelab.hpo.report import EPOCH_KEY
 from sagelab.hpo.spec import StudySpec
 from sagelab.hpo.trial_entry import SPEC_ENV
@@ -181,7 +182,10 @@ def _callbacks(spec: StudySpec, state: StudyState, session: int) -> list[Any]:
             for trial_id, (_trial, status) in trial_status_dict.items():
                 tdir = spec.trial_dir(trial_id)
                 if status == Status.failed:
-                    finish_trial(tdir, spec.keep_checkpoints, status="failed", error=tail(tdir / "std.err"))
+                    exit_info = read_json(tdir / "exit.json") or {}
+                    reason = exit_info.get("reason") or f"exit code {exit_info.get('returncode', 'unknown')}"
+                    finish_trial(tdir, spec.keep_checkpoints, status="failed", reason=reason,
+                                 error=tail(tdir / "std.err"))
                 elif status == Status.completed:
                     if (read_json(tdir / "trial.json") or {}).get("status") == "running":
                         finish_trial(tdir, spec.keep_checkpoints, status="completed")
@@ -225,8 +229,9 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
         return info
     first_id = 1 + max((int(r["trial_id"]) for r in records), default=-1)
     backend = _study_backend(str(Path(__file__).with_name("trial_entry.py")), first_id)
-    old_env = {k: os.environ.get(k) for k in (SPEC_ENV, "SYNETUNE_FOLDER")}
+    old_env = {k: os.environ.get(k) for k in (SPEC_ENV, "SYNETUNE_FOLDER", STUDY_PID_ENV)}
     os.environ[SPEC_ENV] = str(spec.spec_path)
+    os.environ[STUDY_PID_ENV] = str(os.getpid())
     os.environ["SYNETUNE_FOLDER"] = str(spec.dir / "syne_tune")
     try:
         tuner = Tuner(

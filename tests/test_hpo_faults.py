@@ -1,0 +1,113 @@
+"""What users throw at a study: a killed study process, a second session, a hung trial, crashing trials.
+
+Every wait here is on something the study or its processes leave behind (a trial record, a process, an exit);
+the deadlines are only a safety net against a broken study, never a claim about speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from sagelab.config import PROJECT_ROOT
+from test_hpo_study import study_args
+
+DEADLINE_S = 300.0
+
+
+def study_command(tmp: Path, *extra: str) -> list[str]:
+    return [sys.executable, "run.py", *study_args(tmp, "search_space=glue_default", *extra)]
+
+
+def wait_until(condition: Callable[[], object], what: str, proc: subprocess.Popen | None = None,
+               log: Path | None = None) -> object:
+    """``condition()`` once it is truthy; fails if ``proc`` exits first (showing ``log``) or at the safety deadline."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the study exited ({proc.returncode}) before {what}:\n{log.read_text()[-3000:] if log else ''}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.1)
+
+
+def processes_of(tmp: Path) -> dict[int, str]:
+    """Live processes whose command line names a path under ``tmp`` (the study, trial_entry.py, the trials)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:  # it ended while we looked
+            continue
+        if str(tmp) in cmdline and state not in ("Z", "X"):  # a zombie has ended; only its parent's wait is left
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def trial_programs(tmp: Path) -> dict[int, str]:
+    """The trial programs themselves (``run.py`` or the synthetic one): they alone get a trial id."""
+    return {pid: cmd for pid, cmd in processes_of(tmp).items() if "+callbacks.hpo.trial=" in cmd}
+
+
+def trial_records(tmp: Path) -> dict[int, dict]:
+    out = {}
+    for path in tmp.glob("hpo/*/trials/*/trial.json"):
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError:  # never half-written (atomic), but a listing may race a replace
+            continue
+        out[int(record["trial_id"])] = record
+    return out
+
+
+# Syne Tune (through trial_entry.py) and Optuna; SIGKILL leaves the trials to notice alone, SIGTERM to a study
+# whose worker threads all wait on hung trials must not wait with them
+@pytest.mark.parametrize("algorithm, signum", [("random", signal.SIGKILL), ("nsga2", signal.SIGKILL),
+                                               ("nsga2", signal.SIGTERM)])
+def test_stopping_the_study_process_alone_leaves_no_trial_process(tmp_path, algorithm, signum):
+    command = study_command(tmp_path, f"hpo={algorithm}", "hpo.max_trials=4", "hpo.n_workers=2",
+                            "hpo.max_resource=1", "+synthetic.hang_trials=[0,1,2,3]")
+    log = tmp_path / "study.log"
+    with open(log, "w") as out:
+        study = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    try:
+        trials = wait_until(lambda: len(trial_programs(tmp_path)) == 2 and trial_programs(tmp_path),
+                            "two trials running", study, log)
+        everything = set(processes_of(tmp_path)) - {study.pid}  # trial_entry.py too, with Syne Tune
+        study.send_signal(signum)  # the study process only, not its group
+        assert study.wait(timeout=DEADLINE_S) == (-signal.SIGKILL if signum == signal.SIGKILL else 130)
+        wait_until(lambda: not set(processes_of(tmp_path)) & everything, "the trial processes to end")
+    finally:
+        for pid in processes_of(tmp_path):  # whatever a failing run left, so it does not outlive the test
+            os.kill(pid, signal.SIGKILL)
+    assert set(trials) <= everything
+
+
+@pytest.mark.parametrize("algorithm", ["asha", "tpe"])
+def test_a_hung_trial_is_stopped_by_the_trial_timeout_and_recorded_as_failed(tmp_path, algorithm):
+    from test_hpo_study import run
+
+    # every trial hangs, so the outcome cannot depend on how fast a healthy trial would have been
+    summary = run(*study_args(tmp_path, f"hpo={algorithm}", "search_space=glue_default", "hpo.max_trials=2",
+                              "hpo.max_resource=1", "hpo.trial_timeout_s=2", "+synthetic.hang_trials=[0,1]"))
+    assert (summary["n_trials"], summary["n_failed"]) == (2, 2)
+    for record in trial_records(tmp_path).values():
+        assert record["status"] == "failed"
+        assert record["reason"] == "ran longer than hpo.trial_timeout_s=2 s and was stopped"
+        assert record["reason"] in record["error"]  # the trial's stderr says so too
+    assert not trial_programs(tmp_path)
