@@ -111,3 +111,27 @@ def test_a_hung_trial_is_stopped_by_the_trial_timeout_and_recorded_as_failed(tmp
         assert record["reason"] == "ran longer than hpo.trial_timeout_s=2 s and was stopped"
         assert record["reason"] in record["error"]  # the trial's stderr says so too
     assert not trial_programs(tmp_path)
+
+
+def test_a_second_session_of_a_running_study_is_refused(tmp_path):
+    command = study_command(tmp_path, "hpo=random", "hpo.max_trials=2", "hpo.max_resource=1",
+                            "+synthetic.hang_trials=[0,1]")
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: trial_programs(tmp_path), "the first session's trial", first, log)
+        second = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=DEADLINE_S)
+        (study_dir,) = (tmp_path / "hpo").iterdir()
+        assert second.returncode == 75
+        refusal = [line for line in second.stderr.splitlines() if line.startswith("sagelab hpo:")]
+        assert len(refusal) == 1 and refusal[0].startswith(
+            f"sagelab hpo: study {study_dir.name} is already running (pid {first.pid} on {os.uname().nodename} since ")
+        assert refusal[0].endswith("); let it finish or stop it, then run the command again.")
+        assert len(json.loads((study_dir / "state.json").read_text())["sessions"]) == 1  # it touched nothing
+    finally:
+        first.kill()
+        first.wait()
+    from filelock import FileLock
+
+    FileLock(str(study_dir / "session.lock")).acquire(timeout=0)  # a killed session holds nothing

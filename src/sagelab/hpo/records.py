@@ -4,6 +4,8 @@ Layout of ``mlruns/hpo/<study>/``::
 
     spec.json             the resolved study (StudySpec)
     state.json            parent MLflow run id, sessions and their elapsed time
+    session.lock          held by the live session (the OS lets go when its process dies, even by SIGKILL)
+    session.json          who holds it: pid, host, start time
     trials/<id>/trial.json   written by the study: config, status, times, error
     trials/<id>/result.json  written by the trial: per-round objectives, MLflow run id
     optuna.db             Optuna's RDB storage (Optuna studies)
@@ -21,10 +23,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 if TYPE_CHECKING:
     from sagelab.hpo.spec import StudySpec
@@ -202,3 +207,30 @@ def open_session(spec: StudySpec, state: StudyState) -> Session:
     number = state.begin_session()
     records = load_trials(spec.dir)
     return Session(number, interrupted, records, remaining_budget(spec, state, records))
+
+
+class StudyBusy(RuntimeError):
+    """Another session of the same study is running."""
+
+
+@contextmanager
+def hold_session(study_dir: Path, name: str) -> Iterator[None]:
+    """Be the study's only live session, or raise :class:`StudyBusy` at once naming the one that is."""
+    from filelock import FileLock, Timeout
+
+    study_dir = Path(study_dir)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(study_dir / "session.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        owner = read_json(study_dir / "session.json") or {}
+        since = datetime.fromtimestamp(owner["started"]).strftime("%Y-%m-%d %H:%M") if "started" in owner else "?"
+        raise StudyBusy(f"study {name} is already running (pid {owner.get('pid', '?')} on {owner.get('host', '?')} "
+                        f"since {since}); let it finish or stop it, then run the command again.") from None
+    try:
+        write_json(study_dir / "session.json", {"pid": os.getpid(), "host": socket.gethostname(),
+                                                "started": time.time()})
+        yield
+    finally:
+        lock.release()

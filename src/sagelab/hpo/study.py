@@ -25,9 +25,12 @@ from typing import Any, Sequence
 from omegaconf import DictConfig
 
 from sagelab.hpo.lifeline import interrupt_on_signals
-from sagelab.hpo.records import StudyState, load_trials
+from sagelab.hpo.records import StudyBusy, StudyState, hold_session, load_trials
 from sagelab.hpo.space import plain
 from sagelab.hpo.spec import StudySpec, build_spec
+
+
+BUSY_EXIT = 75  # EX_TEMPFAIL: the same command works once the other session has ended
 
 
 def check(cfg: DictConfig) -> StudySpec:
@@ -37,10 +40,19 @@ def check(cfg: DictConfig) -> StudySpec:
 
 def run_study(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, Any]:
     """Run (or resume) the study the config describes; returns its summary."""
-    from sagelab import tracking
-
     spec = build_spec(cfg, overrides)
     spec.check_resumable()
+    try:
+        with hold_session(spec.dir, spec.name):
+            return _run_session(cfg, spec)
+    except StudyBusy as err:  # raised before this session touched anything
+        print(f"sagelab hpo: {err}", file=sys.stderr)
+        raise SystemExit(BUSY_EXIT) from None
+
+
+def _run_session(cfg: DictConfig, spec: StudySpec) -> dict[str, Any]:
+    from sagelab import tracking
+
     state = StudyState(spec.dir)
     verb = "resuming" if state.resumed else "starting"
     print(f"sagelab hpo: {verb} study {spec.name} ({spec.algorithm}, {spec.backend}) in {spec.dir}", flush=True)
