@@ -74,6 +74,11 @@ def trial_records(tmp: Path) -> dict[int, dict]:
     return out
 
 
+def result_file(tmp: Path, trial_id: int) -> Path:
+    (path,) = tmp.glob(f"hpo/*/trials/{trial_id}/result.json")
+    return path
+
+
 # Syne Tune (through trial_entry.py) and Optuna; SIGKILL leaves the trials to notice alone, SIGTERM to a study
 # whose worker threads all wait on hung trials must not wait with them
 @pytest.mark.parametrize("algorithm, signum", [("random", signal.SIGKILL), ("nsga2", signal.SIGKILL),
@@ -135,3 +140,87 @@ def test_a_second_session_of_a_running_study_is_refused(tmp_path):
     from filelock import FileLock
 
     FileLock(str(study_dir / "session.lock")).acquire(timeout=0)  # a killed session holds nothing
+
+
+@pytest.mark.parametrize("algorithm", ["random", "nsga2"])
+def test_the_study_gives_up_past_max_failures_says_so_and_finalizes(tmp_path, algorithm, capsys):
+    from test_hpo_study import run
+
+    args = study_args(tmp_path, f"hpo={algorithm}", "search_space=glue_default", "hpo.max_trials=6",
+                      "hpo.max_resource=1", "hpo.n_workers=1", "+synthetic.crash_trials=[1,2]")
+    with pytest.raises(SystemExit) as stop:
+        run(*args, "hpo.max_failures=1")
+    assert stop.value.code == 1
+    out, err = capsys.readouterr()
+    (study_dir,) = (tmp_path / "hpo").iterdir()
+    message = (f"sagelab hpo: study {study_dir.name} stopped: 2 trials failed, more than hpo.max_failures=1 "
+               "allows; the results so far are finalized.")
+    assert message in err
+    # one progress line per finished trial: what it gave, the count, what is left, when it should end
+    lines = [line for line in out.splitlines() if line.startswith("sagelab hpo: trial ")]
+    assert [line.split(" | ")[0] for line in lines][1:] == ["sagelab hpo: trial 1 failed (exit code 1)",
+                                                           "sagelab hpo: trial 2 failed (exit code 1)"]
+    assert lines[0].startswith("sagelab hpo: trial 0 completed (error ")
+    for done, line in enumerate(lines, start=1):
+        assert f" | {done}/6 trials finished, {6 - done} to go, " in line and ", ETA " in line
+    summary = json.loads((study_dir / "results" / "summary.json").read_text())
+    assert (summary["n_trials"], summary["n_failed"], summary["n_completed"]) == (3, 2, 1)
+    assert summary["best_trial"] == 0
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    (parent,) = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`sagelab.hpo.role` = 'parent'",
+                                   output_format="list")
+    assert parent.info.status == "FAILED" and "more than hpo.max_failures=1" in parent.data.tags["error"]
+
+    with pytest.raises(SystemExit):  # the failures count over sessions: the same command gives up at once
+        run(*args, "hpo.max_failures=1")
+    assert message in capsys.readouterr().err and len(trial_records(tmp_path)) == 3
+    summary = run(*args, "hpo.max_failures=5")  # more tolerance continues the same study
+    assert (summary["n_trials"], summary["n_failed"], summary["n_completed"]) == (6, 2, 4)
+
+
+def test_moasha_study_stopped_then_killed_resumes_as_if_never_interrupted(tmp_path):
+    """SIGTERM, then SIGKILL before the study is done stopping (a scheduler's escalation), to the driver alone."""
+    args = ["hpo=moasha", "search_space=glue_instances", "hpo.max_trials=5", "hpo.max_resource=2",
+            "hpo.n_workers=1", "+synthetic.epoch_s=0.4"]
+    work = tmp_path / "killed"
+    command = [sys.executable, "run.py", *study_args(work, *args)]
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        study = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+    def going() -> bool:
+        statuses = [r["status"] for r in trial_records(work).values()]
+        return sum(s in ("completed", "stopped") for s in statuses) >= 2 and "running" in statuses
+
+    try:
+        wait_until(lambda: going() and trial_programs(work), "two finished trials and a running one", study, log)
+        trial_pids = set(processes_of(work)) - {study.pid}
+        finished = {i: r for i, r in trial_records(work).items() if r["status"] in ("completed", "stopped")}
+        stored = {i: result_file(work, i).read_bytes() for i in finished}
+        study.send_signal(signal.SIGTERM)
+        study.send_signal(signal.SIGKILL)
+        study.wait(timeout=DEADLINE_S)
+        wait_until(lambda: not set(processes_of(work)) & trial_pids, "the trial processes to end")  # no orphans
+    finally:
+        study.kill()
+
+    again = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=DEADLINE_S)
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = trial_records(work)
+    assert sum(r["status"] in ("completed", "stopped", "pruned", "failed") for r in after.values()) == 5
+    for i, content in stored.items():  # the finished trials are replayed from records left as they were
+        assert result_file(work, i).read_bytes() == content
+        assert after[i]["status"] == finished[i]["status"]
+    assert not processes_of(work)
+
+    # the same configurations in the same order, with the same fate, as a study that was never interrupted
+    from test_hpo_study import run
+
+    run(*study_args(tmp_path / "whole", *args))
+    whole = trial_records(tmp_path / "whole")
+    resumed = [after[i] for i in sorted(after) if after[i]["status"] != "interrupted"]
+    assert [(r["config"], r["status"]) for r in resumed] == [(whole[i]["config"], whole[i]["status"])
+                                                             for i in sorted(whole)]

@@ -93,14 +93,26 @@ def load_trials(study_dir: Path) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: int(r["trial_id"]))
 
 
-def mark_interrupted(study_dir: Path) -> list[int]:
-    """Trials left "running" by a study that died: mark them interrupted; returns their ids."""
+def end_running(study_dir: Path, keep_checkpoints: bool, **fields: Any) -> list[int]:
+    """Finish every trial still "running" with ``fields`` (one session at a time: they are this session's, or a
+    dead one's); returns their ids."""
     ids = []
     for record in load_trials(study_dir):
         if record.get("status") == "running":
-            update_trial(Path(study_dir) / "trials" / str(record["trial_id"]), status="interrupted")
+            finish_trial(Path(study_dir) / "trials" / str(record["trial_id"]), keep_checkpoints, **fields)
             ids.append(int(record["trial_id"]))
     return ids
+
+
+def lost_trials(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Interrupted trials that no later trial has run again (``retry_of``): what a new session runs first."""
+    retried = {int(r["retry_of"]) for r in records if r.get("retry_of") is not None}
+    return [r for r in records if r.get("status") == "interrupted" and int(r["trial_id"]) not in retried]
+
+
+def mark_interrupted(study_dir: Path) -> list[int]:
+    """Trials left "running" by a study that died: mark them interrupted; returns their ids."""
+    return end_running(study_dir, keep_checkpoints=True, status="interrupted")
 
 
 class StudyState:
@@ -170,6 +182,8 @@ class Budget:
     wall_left: float | None     # hpo.max_wallclock_s minus earlier sessions' elapsed seconds
     cost_before: float          # cost_usd of every trial recorded so far
     max_cost_usd: float | None  # hpo.max_cost_usd (a session stops when cost_before + its own cost reach it)
+    failed_before: int = 0      # failed trials of earlier sessions
+    max_failures: int | None = None  # hpo.max_failures: one failure more, over all sessions, stops the study
 
     @property
     def exhausted(self) -> bool:
@@ -178,7 +192,18 @@ class Budget:
             (self.trials_left is not None and self.trials_left <= 0)
             or (self.wall_left is not None and self.wall_left <= 0)
             or (self.max_cost_usd is not None and self.cost_before >= self.max_cost_usd)
+            or self.too_many_failures(0)
         )
+
+    def too_many_failures(self, failed_now: int) -> bool:
+        """Whether ``failed_now`` failures of this session take the study past ``hpo.max_failures``."""
+        return self.max_failures is not None and self.failed_before + failed_now > self.max_failures
+
+
+def give_up_message(name: str, n_failed: int, max_failures: int | None) -> str:
+    return (f"study {name} stopped: {n_failed} trials failed, more than hpo.max_failures={max_failures} allows; "
+            "the results so far are finalized. See the failed trials' std.err, then raise hpo.max_failures and "
+            "run the command again to go on.")
 
 
 def remaining_budget(spec: StudySpec, state: StudyState, records: list[dict[str, Any]]) -> Budget:
@@ -189,6 +214,8 @@ def remaining_budget(spec: StudySpec, state: StudyState, records: list[dict[str,
         wall_left=None if spec.max_wallclock_s is None else spec.max_wallclock_s - state.elapsed_before(),
         cost_before=sum(trial_cost(r) for r in records),
         max_cost_usd=spec.max_cost_usd,
+        failed_before=sum(1 for r in records if r.get("status") == "failed"),
+        max_failures=spec.max_failures,
     )
 
 

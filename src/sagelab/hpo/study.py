@@ -12,7 +12,9 @@
    all logged to the parent run; trial runs the scheduler killed are closed as KILLED.
 
 Re-running the same command resumes the study; a SIGTERM or Ctrl-C ends it
-cleanly (running trials are stopped, the parent run is marked KILLED).
+cleanly (running trials are stopped, the parent run is marked KILLED). One session
+of a study runs at a time (another is refused, exit status 75); a study whose
+failed trials pass ``hpo.max_failures`` is finalized and ends with exit status 1.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, Sequence
 from omegaconf import DictConfig
 
 from sagelab.hpo.lifeline import interrupt_on_signals
-from sagelab.hpo.records import StudyBusy, StudyState, hold_session, load_trials
+from sagelab.hpo.records import StudyBusy, StudyState, give_up_message, hold_session, load_trials
 from sagelab.hpo.space import plain
 from sagelab.hpo.spec import StudySpec, build_spec
 
@@ -87,6 +89,12 @@ def _run_session(cfg: DictConfig, spec: StudySpec) -> dict[str, Any]:
         parent.finish("FAILED", f"{type(err).__name__}: {err}")
         raise
     summary = {**finalize(spec, parent), "session": info, "session_s": time.monotonic() - started}
+    if info.get("gave_up"):
+        message = give_up_message(spec.name, summary["n_failed"], spec.max_failures)
+        parent.finish("FAILED", message)
+        _print_summary(spec, summary)
+        print(f"sagelab hpo: {message}", file=sys.stderr)
+        raise SystemExit(1)
     parent.finish("FINISHED")
     _print_summary(spec, summary)
     return summary
