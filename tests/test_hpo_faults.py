@@ -36,7 +36,8 @@ def wait_until(condition: Callable[[], object], what: str, proc: subprocess.Pope
         if value:
             return value
         if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the study exited ({proc.returncode}) before {what}:\n{log.read_text()[-3000:] if log else ''}")
+            output = log.read_text()[-3000:] if log else ""
+            pytest.fail(f"the study exited ({proc.returncode}) before {what}:\n{output}")
         if time.monotonic() > deadline:
             pytest.fail(f"gave up waiting for {what}")
         time.sleep(0.1)

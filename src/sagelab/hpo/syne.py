@@ -92,7 +92,14 @@ def _journal(spec: StudySpec, state: StudyState, session: int, scheduler: Any, p
 
         def __init__(self) -> None:
             self.last_tick = 0.0
+            self.ended: set[int] = set()
             self.failed: set[int] = set()
+
+        def end(self, trial_id: int, **fields: Any) -> None:
+            # a trial that exits after its full-fidelity report is seen both as completed and as stopped there
+            if trial_id not in self.ended:
+                self.ended.add(trial_id)
+                progress.end_trial(trial_id, **fields)
 
         def on_start_trial(self, trial: Any) -> None:
             update_trial(spec.trial_dir(trial.trial_id), trial_id=trial.trial_id, config=dict(trial.config),
@@ -104,21 +111,20 @@ def _journal(spec: StudySpec, state: StudyState, session: int, scheduler: Any, p
                 return
             if int(result.get(EPOCH_KEY, 0)) >= spec.max_resource:
                 # the full-fidelity report is printed only after the run exited cleanly
-                progress.end_trial(trial.trial_id, status="completed")
+                self.end(trial.trial_id, status="completed")
             else:
-                progress.end_trial(trial.trial_id, status="stopped", reason="scheduler")
+                self.end(trial.trial_id, status="stopped", reason="scheduler")
 
         def on_fetch_status_results(self, trial_status_dict: dict, new_results: list) -> None:
             for trial_id, (_trial, status) in trial_status_dict.items():
                 tdir = spec.trial_dir(trial_id)
-                if status == Status.failed and trial_id not in self.failed:
+                if status == Status.failed and trial_id not in self.ended:
                     self.failed.add(trial_id)
                     exit_info = read_json(tdir / "exit.json") or {}
                     reason = exit_info.get("reason") or f"exit code {exit_info.get('returncode', 'unknown')}"
-                    progress.end_trial(trial_id, status="failed", reason=reason, error=tail(tdir / "std.err"))
+                    self.end(trial_id, status="failed", reason=reason, error=tail(tdir / "std.err"))
                 elif status == Status.completed:
-                    if (read_json(tdir / "trial.json") or {}).get("status") == "running":
-                        progress.end_trial(trial_id, status="completed")
+                    self.end(trial_id, status="completed")
 
         def on_loop_end(self) -> None:
             if time.monotonic() - self.last_tick > 2.0:

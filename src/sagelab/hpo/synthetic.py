@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     trial = int(args["callbacks.hpo.trial"])
     if chosen(args, "synthetic.crash_trials", trial):
-        raise RuntimeError(f"trial {trial} crashes on purpose (synthetic.crash_trials={args['synthetic.crash_trials']})")
+        raise RuntimeError(f"trial {trial} crashes on purpose (synthetic.crash_trials="
+                           f"{args['synthetic.crash_trials']})")
     while chosen(args, "synthetic.hang_trials", trial):  # a trial that never ends: only a timeout stops it
         time.sleep(3600)
     instance_file = PROJECT_ROOT / "conf" / "instance" / f"{args.get('instance', 'local_cpu2')}.yaml"
