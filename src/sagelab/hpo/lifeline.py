@@ -102,8 +102,11 @@ def wait(proc: subprocess.Popen, timeout_s: float | None) -> int | None:
         return None
 
 
-def timeout_reason(timeout_s: float) -> str:
-    return f"ran longer than hpo.trial_timeout_s={timeout_s:g} s and was stopped"
+def timed_out(trial_id: int | str, timeout_s: float, stream: IO) -> str:
+    """Say on the trial's stderr that it was stopped at ``hpo.trial_timeout_s``; returns the reason to record."""
+    reason = f"ran longer than hpo.trial_timeout_s={timeout_s:g} s and was stopped"
+    print(f"sagelab hpo: trial {trial_id} {reason}", file=stream, flush=True)
+    return reason
 
 
 def main(argv: list[str]) -> None:

@@ -19,12 +19,11 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from typing import Any
+from typing import Any, NoReturn
 
-from sagelab.hpo.lifeline import interrupt_on_signals, kill, launch, timeout_reason, wait
+from sagelab.hpo.lifeline import interrupt_on_signals, kill, launch, timed_out, wait
 from sagelab.hpo.progress import Progress
 from sagelab.hpo.records import (
-    FINISHED,
     StudyState,
     end_running,
     finish_trial,
@@ -134,9 +133,8 @@ class _Trials:
                 with self.lock:
                     self.live.discard(proc)
         if code is None and limit == spec.trial_timeout_s:
-            reason = timeout_reason(limit)
             with open(tdir / "std.err", "a") as err:
-                print(f"sagelab hpo: trial {trial.number} {reason}", file=err)
+                reason = timed_out(trial.number, limit, err)
             self._failed(trial.number, reason)
         if code is None:
             finish_trial(tdir, spec.keep_checkpoints, status="stopped", reason="budget")
@@ -157,7 +155,7 @@ class _Trials:
         values = tuple(float(last["objectives"][o.key]) for o in spec.objective_list())
         return values if len(values) > 1 else values[0]
 
-    def _failed(self, number: int, reason: str) -> None:
+    def _failed(self, number: int, reason: str) -> NoReturn:
         with self.lock:
             self.failed += 1
         tdir = self.spec.trial_dir(number)
@@ -185,7 +183,7 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
     if budget.exhausted:
         return {**info, "gave_up": budget.too_many_failures(0)}
     deadline = None if budget.wall_left is None else time.monotonic() + budget.wall_left
-    runner = _Trials(spec, deadline, Progress(spec, budget, sum(1 for r in records if r.get("status") in FINISHED)))
+    runner = _Trials(spec, deadline, Progress(spec, budget, records))
     started = len(study.trials)
 
     def after_trial(study: Any, frozen: Any) -> None:

@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from sagelab.hpo.records import Budget, finish_trial, read_json, trial_cost
+from sagelab.hpo.records import FINISHED, Budget, finish_trial, read_json, trial_cost
 from sagelab.hpo.spec import StudySpec
 
 
@@ -25,8 +25,10 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, spec: StudySpec, budget: Budget, finished_before: int) -> None:
-        self.spec, self.budget, self.finished_before = spec, budget, finished_before
+    def __init__(self, spec: StudySpec, budget: Budget, records: list[dict[str, Any]]) -> None:
+        """``records``: the earlier sessions' trials (:func:`~sagelab.hpo.records.load_trials`)."""
+        self.spec, self.budget = spec, budget
+        self.finished_before = sum(1 for r in records if r.get("status") in FINISHED)
         self.started = time.monotonic()
         self.done = 0
         self.cost = 0.0  # this session's finished trials

@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from sagelab.hpo.lifeline import STUDY_PID_ENV
 from sagelab.hpo.progress import Progress
 from sagelab.hpo.records import (
-    FINISHED,
     Budget,
     StudyState,
     end_running,
@@ -36,7 +36,6 @@ from sagelab.hpo.records import (
     tail,
     update_trial,
 )
-from sagelab.hpo.lifeline import STUDY_PID_ENV
 from sagelab.hpo.report import EPOCH_KEY
 from sagelab.hpo.spec import StudySpec
 from sagelab.hpo.syne_resume import capped, replay
@@ -172,7 +171,7 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
     started_ids = [int(d.name) for d in (spec.dir / "trials").glob("*") if d.name.isdigit()]
     first_id = 1 + max([int(r["trial_id"]) for r in records] + started_ids, default=-1)
     backend = _study_backend(str(Path(__file__).with_name("trial_entry.py")), first_id)
-    progress = Progress(spec, budget, sum(1 for r in records if r.get("status") in FINISHED))
+    progress = Progress(spec, budget, records)
     scheduler = capped(inner, budget.trials_left, lost)
     journal = _journal(spec, state, session, scheduler, progress)
     scheduler.give_up = lambda: budget.too_many_failures(len(journal.failed))

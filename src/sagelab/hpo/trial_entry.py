@@ -44,7 +44,7 @@ def _args(argv: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sagelab.hpo.lifeline import STUDY_PID_ENV, TIMEOUT_EXIT, die_with_parent, launch, timeout_reason, wait
+    from sagelab.hpo.lifeline import STUDY_PID_ENV, TIMEOUT_EXIT, die_with_parent, launch, timed_out, wait
 
     if os.environ.get(STUDY_PID_ENV):  # first, so a study killed right now leaves nothing behind
         die_with_parent(int(os.environ[STUDY_PID_ENV]))
@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, forward)
     code = wait(child, spec.trial_timeout_s)
     if code is None:
-        reason = timeout_reason(spec.trial_timeout_s or 0)
-        print(f"sagelab hpo: trial {trial_dir.name} {reason}", file=sys.stderr)
+        reason = timed_out(trial_dir.name, spec.trial_timeout_s or 0, sys.stderr)
         write_json(trial_dir / "exit.json", {"returncode": TIMEOUT_EXIT, "reason": reason})
         return TIMEOUT_EXIT
     result = read_json(trial_dir / "result.json")
