@@ -85,7 +85,9 @@ def interrupt_on_signals(before: Callable[[], None] | None = None) -> Iterator[N
             before()
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # a signal the process was started ignoring (SIGINT of a background job) stays ignored
+    watched = [sig for sig in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(sig) is not signal.SIG_IGN]
+    previous = {sig: signal.signal(sig, handler) for sig in watched}
     try:
         yield
     finally:
