@@ -138,6 +138,7 @@ def test_bad_study_config_is_reported_before_any_trial(tmp_path):
         (["hpo.grace_period=5"], "hpo.grace_period"),
         (["hpo.max_trials=null", "hpo.max_wallclock_s=null"], "hpo.max_trials"),
         (["+hpo.latency.batch_size=8"], "hpo.latency.batch_size"),  # gone: the whole first batch is timed
+        (["hpo.trial_timeout_s=0"], "hpo.trial_timeout_s"),
     ]
     from sagelab.hpo.study import run_study
 
@@ -162,9 +163,20 @@ def test_bad_study_config_is_reported_before_any_trial(tmp_path):
     assert not (tmp_path / "hpo").exists()
 
 
+@pytest.mark.parametrize("name", ["..", ".", "../sibling", "/tmp/elsewhere", "a/b"])
+def test_a_study_name_cannot_climb_out_of_hpo_dir(tmp_path, name):
+    from sagelab.hpo.spec import build_spec
+
+    cfg = compose(*study_args(tmp_path, "hpo=asha", "search_space=glue_default", f"hpo.study_name='{name}'"))
+    with pytest.raises(ConfigError) as err:
+        build_spec(cfg, [])
+    assert err.value.key == "hpo.study_name" and "inside hpo.dir" in err.value.message
+    assert not (tmp_path / "hpo").exists()
+
+
 def test_trials_inherit_the_command_line_but_not_what_the_study_sets():
     from sagelab.hpo.space import SearchSpace
-    from sagelab.hpo.spec import split_overrides
+    from sagelab.hpo.inherit import split_overrides
 
     space = SearchSpace.from_config({"name": "s", "params": {
         "model": {"type": "choice", "values": ["minilm", "bert_tiny"], "key": "model"},

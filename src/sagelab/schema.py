@@ -136,6 +136,7 @@ class HpoConfig:
     max_wallclock_s: Optional[float] = checked(None, positive)
     max_cost_usd: Optional[float] = checked(None, positive)
     max_failures: Optional[int] = checked(None, non_negative)
+    trial_timeout_s: Optional[float] = checked(None, positive)
     n_workers: int = checked(1, positive)
     max_resource: Optional[int] = checked(None, positive)
     grace_period: int = checked(1, positive)

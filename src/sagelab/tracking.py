@@ -16,12 +16,15 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
 from sagelab.config import PROJECT_ROOT, ConfigError, resolved
+
+T = TypeVar("T")
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:
@@ -60,20 +63,64 @@ def connect(cfg: DictConfig) -> str:
 
     uri = str(cfg.logger.tracking_uri)
     lock: Any = contextlib.nullcontext()
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :])
+    db = sqlite_path(uri)
+    if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
         # Jobs started together (the joblib launcher, HPO workers) would otherwise race to create the schema
         # of a new store (alembic: "expected to match one row") or the same experiment (UNIQUE constraint).
         lock = FileLock(f"{db}.lock")
     with lock:
+        if db is not None:
+            write_ahead_log(db)
         mlflow.set_tracking_uri(uri)
         name = str(cfg.logger.experiment_name)
-        experiment = mlflow.get_experiment_by_name(name)
+        experiment = retry_locked(mlflow.get_experiment_by_name, name)
         if experiment is not None:
             return experiment.experiment_id
         location = Path(str(cfg.logger.artifact_location)) / name
-        return mlflow.create_experiment(name, artifact_location=location.resolve().as_uri())
+        return retry_locked(mlflow.create_experiment, name, artifact_location=location.resolve().as_uri())
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for other stores)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0])
+
+
+def write_ahead_log(db: Path) -> None:
+    """Put the store in WAL mode (a setting of the file, kept by every later connection of any process).
+
+    In SQLite's default rollback journal a writer waits for every reader and the reader that then wants to
+    write gives up at once with "database is locked"; with the write-ahead log readers never block the writer,
+    and writers queue on MLflow's busy timeout. (Not for stores on network file systems, which WAL does not
+    support.)
+    """
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db, timeout=60)) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+
+
+LOCKED_PATIENCE_S = 120.0  # how long a call keeps trying while other processes hold the store
+
+
+def retry_locked(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call(*args, **kwargs)``, tried again with backoff while SQLite answers "database is locked".
+
+    WAL and the busy timeout make this rare; a writer that still loses the race gets its transaction rolled
+    back whole, so trying the same call again neither loses nor doubles what it logs.
+    """
+    delay, waited = 0.05, 0.0
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except Exception as err:  # MLflow wraps sqlite3.OperationalError in its own exception
+            if "database is locked" not in str(err) or waited >= LOCKED_PATIENCE_S:
+                raise
+        time.sleep(delay)
+        waited += delay
+        delay = min(2 * delay, 2.0)
 
 
 class RunRecord:
@@ -110,44 +157,38 @@ class RunRecord:
             commit = git_commit()
             if commit:
                 base_tags["mlflow.source.git.commit"] = commit
-            run = self.client.create_run(experiment_id, tags={**base_tags, **(tags or {})})
+            run = retry_locked(self.client.create_run, experiment_id, tags={**base_tags, **(tags or {})})
             self.run_id = run.info.run_id
             self.log_params(flatten(cfg))
             self.log_text(OmegaConf.to_yaml(resolved(cfg)), "config.yaml")
         else:
-            self.client.update_run(self.run_id, status="RUNNING")
-            self.client.set_tag(self.run_id, "sagelab.resumed", "true")
+            self._on_rank_zero("update_run", "RUNNING")
+            self.set_tag("sagelab.resumed", "true")
 
     def log_params(self, params: dict[str, Any]) -> None:
         if not self.active:
             return
         from mlflow.entities import Param
 
-        existing = self.client.get_run(self.run_id).data.params
+        existing = retry_locked(self.client.get_run, self.run_id).data.params
         fresh = [Param(k, str(v)) for k, v in params.items() if k not in existing]
         for start in range(0, len(fresh), 100):
-            self.client.log_batch(self.run_id, params=fresh[start : start + 100])
+            self._on_rank_zero("log_batch", [], fresh[start : start + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         self.metrics.update({k: float(v) for k, v in metrics.items()})
         if not self.active:
             return
-        import time
-
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
-        self.client.log_batch(self.run_id, metrics=batch)
+        self._on_rank_zero("log_batch", [Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         if not self.active:
             return
         path = Path(path)
-        if path.is_dir():
-            self.client.log_artifacts(self.run_id, str(path), artifact_path)
-        else:
-            self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self._on_rank_zero("log_artifacts" if path.is_dir() else "log_artifact", str(path), artifact_path)
 
     def log_text(self, text: str, filename: str) -> None:
         self._on_rank_zero("log_text", text, filename)
@@ -164,16 +205,16 @@ class RunRecord:
     def _on_rank_zero(self, method: str, *args: Any) -> None:
         """``MlflowClient.<method>(run_id, *args)`` on the process that owns the run; a no-op elsewhere."""
         if self.active:
-            getattr(self.client, method)(self.run_id, *args)
+            retry_locked(getattr(self.client, method), self.run_id, *args)
 
     def finish(self, status: str, error: str | None = None) -> None:
         """End the run: FINISHED, KILLED or FAILED (then the error text is kept as tag and artifact)."""
         if not self.active:
             return
         if error:
-            self.client.set_tag(self.run_id, "error", error[-5000:])
+            self.set_tag("error", error[-5000:])
             self.log_text(error, "error.txt")
-        self.client.set_terminated(self.run_id, status)
+        self._on_rank_zero("set_terminated", status)
 
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")

@@ -8,8 +8,13 @@ kept apart as Syne Tune keeps Tuner, Scheduler and Backend apart:
   translation to Syne Tune and Optuna distributions;
 * :mod:`~sagelab.hpo.objectives` -- objectives by name (error, latency_ms,
   cost_usd, train_time_s);
-* :mod:`~sagelab.hpo.spec` -- the resolved, validated study and the trial command;
-* :mod:`~sagelab.hpo.syne` / :mod:`~sagelab.hpo.optuna_study` -- the two engines;
+* :mod:`~sagelab.hpo.spec` -- the resolved, validated study and the trial command
+  (:mod:`~sagelab.hpo.inherit`: which of the command's overrides a trial inherits);
+* :mod:`~sagelab.hpo.syne` / :mod:`~sagelab.hpo.optuna_study` -- the two engines
+  (:mod:`~sagelab.hpo.syne_resume`: how a Syne Tune session continues the last one);
+* :mod:`~sagelab.hpo.records` -- the study's journal, one live session, the budget left;
+  :mod:`~sagelab.hpo.progress` -- one line per finished trial;
+* :mod:`~sagelab.hpo.lifeline` -- trial processes that die with their study, and the trial timeout;
 * :mod:`~sagelab.hpo.callback` / :mod:`~sagelab.hpo.report` -- what runs inside a trial;
 * :mod:`~sagelab.hpo.pareto`, :mod:`~sagelab.hpo.best` -- front, hypervolume, plots,
   and the best configuration as a ``conf/experiment`` YAML;

@@ -19,11 +19,15 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from typing import Any
+from typing import Any, NoReturn
 
+from sagelab.hpo.lifeline import interrupt_on_signals, kill, launch, timed_out, wait
+from sagelab.hpo.progress import Progress
 from sagelab.hpo.records import (
     StudyState,
+    end_running,
     finish_trial,
+    lost_trials,
     open_session,
     read_json,
     tail,
@@ -79,7 +83,7 @@ def open_study(spec: StudySpec, seed: int) -> tuple[Any, Any]:
     return study, storage
 
 
-def requeue_lost(spec: StudySpec, study: Any, storage: Any, interrupted: list[int]) -> None:
+def requeue_lost(study: Any, storage: Any, lost: list[dict[str, Any]]) -> None:
     """Re-run what a dead study process lost: fail its RUNNING trials, enqueue their configurations again."""
     from optuna.trial import TrialState
 
@@ -87,19 +91,21 @@ def requeue_lost(spec: StudySpec, study: Any, storage: Any, interrupted: list[in
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
         storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
-    for number in interrupted:
-        record = read_json(spec.trial_dir(number) / "trial.json") or {}
-        if record.get("config"):
-            study.enqueue_trial(record["config"], user_attrs={"retry_of": number})
+    # a session that died before running what it enqueued left it waiting: it runs first anyway
+    waiting = {t.user_attrs.get("retry_of") for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
+    for record in lost:
+        if record.get("config") and int(record["trial_id"]) not in waiting:
+            study.enqueue_trial(record["config"], user_attrs={"retry_of": int(record["trial_id"])})
 
 
 class _Trials:
     """Runs trial processes and kills whatever is still running when the study stops."""
 
-    def __init__(self, spec: StudySpec, deadline: float | None) -> None:
-        self.spec, self.deadline = spec, deadline
+    def __init__(self, spec: StudySpec, deadline: float | None, progress: Progress) -> None:
+        self.spec, self.deadline, self.progress = spec, deadline, progress
+        self.failed = 0
         self.live: set[subprocess.Popen] = set()
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # kill_all may run in a signal handler on a thread holding it
         self.stopping = False  # set when the study itself stops: killed trials are interrupted, not failed
 
     def objective(self, trial: Any) -> tuple[float, ...] | float:
@@ -115,44 +121,52 @@ class _Trials:
         (tdir / "command.txt").write_text(" ".join(argv) + "\n")
         from sagelab.config import PROJECT_ROOT
 
+        budget_left = None if self.deadline is None else max(1.0, self.deadline - time.monotonic())
+        limit = min((t for t in (budget_left, spec.trial_timeout_s) if t is not None), default=None)
         with open(tdir / "std.out", "a") as out, open(tdir / "std.err", "a") as err:
-            proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=out, stderr=err)
+            proc = launch(argv, cwd=PROJECT_ROOT, stdout=out, stderr=err)
             with self.lock:
                 self.live.add(proc)
             try:
-                timeout = None if self.deadline is None else max(1.0, self.deadline - time.monotonic())
-                code = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                finish_trial(tdir, spec.keep_checkpoints, status="stopped", reason="budget")
-                raise TrialFailed(f"trial {trial.number} stopped at the study's wall-clock budget")
+                code = wait(proc, limit)
             finally:
                 with self.lock:
                     self.live.discard(proc)
+        if code is None and limit == spec.trial_timeout_s:
+            with open(tdir / "std.err", "a") as err:
+                reason = timed_out(trial.number, limit, err)
+            self._failed(trial.number, reason)
+        if code is None:
+            finish_trial(tdir, spec.keep_checkpoints, status="stopped", reason="budget")
+            raise TrialFailed(f"trial {trial.number} stopped at the study's wall-clock budget")
         if self.stopping:
             raise TrialFailed(f"trial {trial.number} interrupted with its study")
         result = read_json(tdir / "result.json") or {}
         history = result.get("history") or []
         if code != 0 or not history:
-            reason = f"exit code {code}" if code != 0 else "no validation round reported"
-            finish_trial(tdir, spec.keep_checkpoints, status="failed", error=tail(tdir / "std.err"))
-            raise TrialFailed(f"trial {trial.number} failed ({reason}); see {tdir / 'std.err'}")
+            self._failed(trial.number, f"exit code {code}" if code != 0 else "no validation round reported")
         last = history[-1]
         trial.set_user_attr("cost_usd", float(last.get("cost_usd", 0.0)))
         trial.set_user_attr("rounds", len(history))
         if result.get("pruned"):
-            finish_trial(tdir, spec.keep_checkpoints, status="pruned")
+            self.progress.end_trial(trial.number, status="pruned")
             raise optuna.TrialPruned(f"pruned after {len(history)} epoch(s)")
-        finish_trial(tdir, spec.keep_checkpoints, status="completed")
+        self.progress.end_trial(trial.number, status="completed")
         values = tuple(float(last["objectives"][o.key]) for o in spec.objective_list())
         return values if len(values) > 1 else values[0]
+
+    def _failed(self, number: int, reason: str) -> NoReturn:
+        with self.lock:
+            self.failed += 1
+        tdir = self.spec.trial_dir(number)
+        self.progress.end_trial(number, status="failed", reason=reason, error=tail(tdir / "std.err"))
+        raise TrialFailed(f"trial {number} failed ({reason}); see {tdir / 'std.err'}")
 
     def kill_all(self) -> None:
         with self.lock:
             self.stopping = True
             for proc in list(self.live):
-                proc.kill()
+                kill(proc)
 
 
 def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
@@ -160,14 +174,16 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    session, interrupted, _, budget = open_session(spec, state)
+    session, interrupted, records, budget = open_session(spec, state)
     study, storage = open_study(spec, spec.seed + 1000 * session)
-    requeue_lost(spec, study, storage, interrupted)
-    info = {"session": session, "interrupted_before": interrupted, "new_trials": 0}
+    lost = lost_trials(records)
+    requeue_lost(study, storage, lost)
+    info: dict[str, Any] = {"session": session, "interrupted_before": interrupted,
+                            "rerun": [int(r["trial_id"]) for r in lost], "new_trials": 0}
     if budget.exhausted:
-        return info
+        return {**info, "gave_up": budget.too_many_failures(0)}
     deadline = None if budget.wall_left is None else time.monotonic() + budget.wall_left
-    runner = _Trials(spec, deadline)
+    runner = _Trials(spec, deadline, Progress(spec, budget, records))
     started = len(study.trials)
 
     def after_trial(study: Any, frozen: Any) -> None:
@@ -176,19 +192,25 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
             spent = sum(float(t.user_attrs.get("cost_usd", 0.0)) for t in study.get_trials(deepcopy=False))
             if spent >= spec.max_cost_usd:
                 study.stop()
+        if budget.too_many_failures(runner.failed):
+            study.stop()
+            runner.kill_all()  # as Syne Tune's Tuner does at a stop: what runs now is run again on resume
 
     try:
-        study.optimize(
-            runner.objective,
-            n_trials=budget.trials_left,
-            timeout=budget.wall_left,
-            n_jobs=spec.n_workers,
-            catch=(TrialFailed,),
-            callbacks=[after_trial],
-            gc_after_trial=False,
-        )
+        with interrupt_on_signals(runner.kill_all):
+            study.optimize(
+                runner.objective,
+                n_trials=budget.trials_left,
+                timeout=budget.wall_left,
+                n_jobs=spec.n_workers,
+                catch=(TrialFailed,),
+                callbacks=[after_trial],
+                gc_after_trial=False,
+            )
     finally:
         runner.kill_all()
+        end_running(spec.dir, spec.keep_checkpoints, status="interrupted")
         state.tick()
     info["new_trials"] = len(study.trials) - started
+    info["gave_up"] = budget.too_many_failures(runner.failed)
     return info

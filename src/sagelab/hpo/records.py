@@ -4,6 +4,8 @@ Layout of ``mlruns/hpo/<study>/``::
 
     spec.json             the resolved study (StudySpec)
     state.json            parent MLflow run id, sessions and their elapsed time
+    session.lock          held by the live session (the OS lets go when its process dies, even by SIGKILL)
+    session.json          who holds it: pid, host, start time
     trials/<id>/trial.json   written by the study: config, status, times, error
     trials/<id>/result.json  written by the trial: per-round objectives, MLflow run id
     optuna.db             Optuna's RDB storage (Optuna studies)
@@ -21,10 +23,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 if TYPE_CHECKING:
     from sagelab.hpo.spec import StudySpec
@@ -88,14 +93,26 @@ def load_trials(study_dir: Path) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: int(r["trial_id"]))
 
 
-def mark_interrupted(study_dir: Path) -> list[int]:
-    """Trials left "running" by a study that died: mark them interrupted; returns their ids."""
+def end_running(study_dir: Path, keep_checkpoints: bool, **fields: Any) -> list[int]:
+    """Finish every trial still "running" with ``fields`` (one session at a time: they are this session's, or a
+    dead one's); returns their ids."""
     ids = []
     for record in load_trials(study_dir):
         if record.get("status") == "running":
-            update_trial(Path(study_dir) / "trials" / str(record["trial_id"]), status="interrupted")
+            finish_trial(Path(study_dir) / "trials" / str(record["trial_id"]), keep_checkpoints, **fields)
             ids.append(int(record["trial_id"]))
     return ids
+
+
+def lost_trials(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Interrupted trials that no later trial has run again (``retry_of``): what a new session runs first."""
+    retried = {int(r["retry_of"]) for r in records if r.get("retry_of") is not None}
+    return [r for r in records if r.get("status") == "interrupted" and int(r["trial_id"]) not in retried]
+
+
+def mark_interrupted(study_dir: Path) -> list[int]:
+    """Trials left "running" by a study that died: mark them interrupted; returns their ids."""
+    return end_running(study_dir, keep_checkpoints=True, status="interrupted")
 
 
 class StudyState:
@@ -165,6 +182,8 @@ class Budget:
     wall_left: float | None     # hpo.max_wallclock_s minus earlier sessions' elapsed seconds
     cost_before: float          # cost_usd of every trial recorded so far
     max_cost_usd: float | None  # hpo.max_cost_usd (a session stops when cost_before + its own cost reach it)
+    failed_before: int = 0      # failed trials of earlier sessions
+    max_failures: int | None = None  # hpo.max_failures: one failure more, over all sessions, stops the study
 
     @property
     def exhausted(self) -> bool:
@@ -173,7 +192,18 @@ class Budget:
             (self.trials_left is not None and self.trials_left <= 0)
             or (self.wall_left is not None and self.wall_left <= 0)
             or (self.max_cost_usd is not None and self.cost_before >= self.max_cost_usd)
+            or self.too_many_failures(0)
         )
+
+    def too_many_failures(self, failed_now: int) -> bool:
+        """Whether ``failed_now`` failures of this session take the study past ``hpo.max_failures``."""
+        return self.max_failures is not None and self.failed_before + failed_now > self.max_failures
+
+
+def give_up_message(name: str, n_failed: int, max_failures: int | None) -> str:
+    return (f"study {name} stopped: {n_failed} trials failed, more than hpo.max_failures={max_failures} allows; "
+            "the results so far are finalized. See the failed trials' std.err, then raise hpo.max_failures and "
+            "run the command again to go on.")
 
 
 def remaining_budget(spec: StudySpec, state: StudyState, records: list[dict[str, Any]]) -> Budget:
@@ -184,6 +214,8 @@ def remaining_budget(spec: StudySpec, state: StudyState, records: list[dict[str,
         wall_left=None if spec.max_wallclock_s is None else spec.max_wallclock_s - state.elapsed_before(),
         cost_before=sum(trial_cost(r) for r in records),
         max_cost_usd=spec.max_cost_usd,
+        failed_before=sum(1 for r in records if r.get("status") == "failed"),
+        max_failures=spec.max_failures,
     )
 
 
@@ -202,3 +234,30 @@ def open_session(spec: StudySpec, state: StudyState) -> Session:
     number = state.begin_session()
     records = load_trials(spec.dir)
     return Session(number, interrupted, records, remaining_budget(spec, state, records))
+
+
+class StudyBusy(RuntimeError):
+    """Another session of the same study is running."""
+
+
+@contextmanager
+def hold_session(study_dir: Path, name: str) -> Iterator[None]:
+    """Be the study's only live session, or raise :class:`StudyBusy` at once naming the one that is."""
+    from filelock import FileLock, Timeout
+
+    study_dir = Path(study_dir)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(study_dir / "session.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        owner = read_json(study_dir / "session.json") or {}
+        since = datetime.fromtimestamp(owner["started"]).strftime("%Y-%m-%d %H:%M") if "started" in owner else "?"
+        raise StudyBusy(f"study {name} is already running (pid {owner.get('pid', '?')} on {owner.get('host', '?')} "
+                        f"since {since}); let it finish or stop it, then run the command again.") from None
+    try:
+        write_json(study_dir / "session.json", {"pid": os.getpid(), "host": socket.gethostname(),
+                                                "started": time.time()})
+        yield
+    finally:
+        lock.release()

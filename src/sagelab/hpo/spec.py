@@ -25,6 +25,7 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from sagelab.config import PROJECT_ROOT, ConfigError, group_options
+from sagelab.hpo.inherit import command_overrides, split_overrides
 from sagelab.hpo.objectives import Objective, parse_objectives
 from sagelab.hpo.space import SearchSpace
 
@@ -37,10 +38,6 @@ ALGORITHMS: dict[str, tuple[str, bool, bool]] = {
     "nsga2": ("optuna", True, False),
     "tpe": ("optuna", True, True),  # pruning (multi-fidelity) only with one objective
 }
-BUDGET_KEYS = ("max_trials", "max_wallclock_s", "max_cost_usd", "n_workers", "max_failures")
-# keys the study sets on every trial itself; a command-line value for them would be ambiguous
-STUDY_KEYS = ("hpo", "search_space", "trainer.max_epochs", "checkpoint.dir", "hydra.run.dir", "callbacks.hpo",
-              "logger.run_name")
 # hpo.latency: warm-up calls, then timed calls (the fastest counts) of predict_step on the first validation batch
 LATENCY_DEFAULTS = {"warmup": 2, "repeats": 10}
 DEFAULT_TRIAL_OVERRIDES = (
@@ -80,6 +77,7 @@ class StudySpec:
     experiment_dir: str
     latency: dict[str, int] = field(default_factory=lambda: dict(LATENCY_DEFAULTS))
     keep_checkpoints: bool = False
+    trial_timeout_s: float | None = None  # a trial running longer is stopped and recorded as failed
     identity: str = ""  # digest of what defines the study (not its budget): a resume must match it
     parent_run_id: str | None = None
 
@@ -160,46 +158,6 @@ class StudySpec:
         return cls(**json.loads(Path(path).read_text()))
 
 
-def override_key(override: str) -> str:
-    """``+a.b=1`` -> ``a.b``; ``~a`` -> ``a``."""
-    key = override.split("=", 1)[0].lstrip("+~")
-    return key.split("@", 1)[0]
-
-
-def _matches(key: str, prefixes: Sequence[str]) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in prefixes)
-
-
-def command_overrides(cfg: DictConfig) -> list[str]:
-    """The overrides of the command that composed ``cfg`` (Hydra's record), or ``hpo.base_overrides``."""
-    explicit = cfg.hpo.get("base_overrides")
-    if explicit is not None:
-        return [str(o) for o in explicit]
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        overrides = HydraConfig.get().overrides
-        # config folders the command added (hydra.searchpath) must reach the trials, or their groups vanish
-        searchpath = [str(o) for o in overrides.hydra if str(o).startswith("hydra.searchpath=")]
-        return [*searchpath, *(str(o) for o in overrides.task)]
-    return []
-
-
-def split_overrides(overrides: Sequence[str], space: SearchSpace) -> tuple[list[str], list[str]]:
-    """(overrides the trials inherit, overrides dropped because the study or the space sets them)."""
-    space_keys = {p.key for p in space.params.values()}
-    kept, dropped = [], []
-    for o in overrides:
-        key = override_key(o)
-        # a sampled group (model) replaces `model=...`, not `model.config_overrides.x=...`
-        if _matches(key, STUDY_KEYS) or key in space_keys:
-            if not _matches(key, ("hpo", "search_space")):
-                dropped.append(o)
-            continue
-        kept.append(o)
-    return kept, dropped
-
-
 def _opt_number(hpo: DictConfig, key: str, kind: type, positive: bool = True) -> Any:
     value = hpo.get(key)
     if value is None:
@@ -209,6 +167,17 @@ def _opt_number(hpo: DictConfig, key: str, kind: type, positive: bool = True) ->
     if positive and value <= 0:
         raise ConfigError(f"hpo.{key}", f"must be greater than zero, got {value!r}.")
     return kind(value)
+
+
+def study_folder(root: Path, name: str) -> Path:
+    """``<hpo.dir>/<name>``: a study's folder is its own, inside hpo.dir (resume, lock and clean-up rely on it)."""
+    root = root.resolve()
+    if name in (".", "..") or Path(name).is_absolute() or "/" in name:
+        raise ConfigError("hpo.study_name", f"'{name}' is a path, not a name: a study lives in a folder of its own "
+                          f"inside hpo.dir ({root}); give a plain name such as my-study.")
+    if not re.match(r"^[A-Za-z0-9_.\-]+$", name):
+        raise ConfigError("hpo.study_name", f"'{name}' may only hold letters, digits, '.', '_' and '-'.")
+    return root / name
 
 
 def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> StudySpec:
@@ -269,9 +238,7 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
     }
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
     name = str(hpo.get("study_name") or f"{algorithm}-{cfg.task.name}-{space.name}-{digest}")
-    if not re.match(r"^[A-Za-z0-9_.\-]+$", name):
-        raise ConfigError("hpo.study_name", f"'{name}' may only hold letters, digits, '.', '_' and '-'.")
-    study_dir = Path(str(hpo.get("dir") or PROJECT_ROOT / "mlruns" / "hpo")).resolve() / name
+    study_dir = study_folder(Path(str(hpo.get("dir") or PROJECT_ROOT / "mlruns" / "hpo")), name)
     if backend == "syne_tune" and re.search(r"\s", str(study_dir) + sys.executable):
         raise ConfigError("hpo.dir", f"'{study_dir}' contains a space, which Syne Tune's LocalBackend cannot pass.")
     latency = dict(OmegaConf.to_container(hpo.get("latency") or {}, resolve=True))
@@ -309,5 +276,6 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         experiment_dir=str(hpo.get("experiment_dir") or PROJECT_ROOT / "conf" / "experiment" / "hpo"),
         latency={**LATENCY_DEFAULTS, **latency},
         keep_checkpoints=bool(hpo.get("keep_checkpoints", False)),
+        trial_timeout_s=_opt_number(hpo, "trial_timeout_s", float),
         identity=digest,
     )

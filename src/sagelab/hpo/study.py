@@ -12,24 +12,27 @@
    all logged to the parent run; trial runs the scheduler killed are closed as KILLED.
 
 Re-running the same command resumes the study; a SIGTERM or Ctrl-C ends it
-cleanly (running trials are stopped, the parent run is marked KILLED).
+cleanly (running trials are stopped, the parent run is marked KILLED). One session
+of a study runs at a time (another is refused, exit status 75); a study whose
+failed trials pass ``hpo.max_failures`` is finalized and ends with exit status 1.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from omegaconf import DictConfig
 
-from sagelab.hpo.records import StudyState, load_trials
+from sagelab.hpo.lifeline import interrupt_on_signals
+from sagelab.hpo.records import StudyBusy, StudyState, give_up_message, hold_session, load_trials
 from sagelab.hpo.space import plain
 from sagelab.hpo.spec import StudySpec, build_spec
+
+
+BUSY_EXIT = 75  # EX_TEMPFAIL: the same command works once the other session has ended
 
 
 def check(cfg: DictConfig) -> StudySpec:
@@ -39,10 +42,19 @@ def check(cfg: DictConfig) -> StudySpec:
 
 def run_study(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, Any]:
     """Run (or resume) the study the config describes; returns its summary."""
-    from sagelab import tracking
-
     spec = build_spec(cfg, overrides)
     spec.check_resumable()
+    try:
+        with hold_session(spec.dir, spec.name):
+            return _run_session(cfg, spec)
+    except StudyBusy as err:  # raised before this session touched anything
+        print(f"sagelab hpo: {err}", file=sys.stderr)
+        raise SystemExit(BUSY_EXIT) from None
+
+
+def _run_session(cfg: DictConfig, spec: StudySpec) -> dict[str, Any]:
+    from sagelab import tracking
+
     state = StudyState(spec.dir)
     verb = "resuming" if state.resumed else "starting"
     print(f"sagelab hpo: {verb} study {spec.name} ({spec.algorithm}, {spec.backend}) in {spec.dir}", flush=True)
@@ -65,7 +77,7 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[s
         from sagelab.hpo import optuna_study as backend
     started = time.monotonic()
     try:
-        with _sigterm_as_interrupt():
+        with interrupt_on_signals():
             info = backend.run(spec, state)
     except KeyboardInterrupt:
         summary = finalize(spec, parent)
@@ -77,26 +89,15 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[s
         parent.finish("FAILED", f"{type(err).__name__}: {err}")
         raise
     summary = {**finalize(spec, parent), "session": info, "session_s": time.monotonic() - started}
+    if info.get("gave_up"):
+        message = give_up_message(spec.name, summary["n_failed"], spec.max_failures)
+        parent.finish("FAILED", message)
+        _print_summary(spec, summary)
+        print(f"sagelab hpo: {message}", file=sys.stderr)
+        raise SystemExit(1)
     parent.finish("FINISHED")
     _print_summary(spec, summary)
     return summary
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a scheduler's or ``kill``'s stop) takes the same clean path as Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def trials_table(spec: StudySpec) -> Any:

@@ -11,24 +11,26 @@
 * Tuner: Syne Tune's, with a stop criterion for the wall-clock and cost budget
   and a callback that keeps the study's journal (:mod:`sagelab.hpo.records`).
 
-Resume: a new session replays every finished trial's reports into a fresh
-scheduler (so ASHA's rungs and BORE's model see them), numbers new trials after
-the old ones and spends only what is left of the budget.
+Resume (:mod:`sagelab.hpo.syne_resume`): a new session replays every earlier
+trial into a fresh scheduler with the study's seed (so ASHA's rungs and BORE's
+model see them and the random stream moves on as it did), runs the trials the
+last session lost again first, numbers new trials after the old ones and spends
+only what is left of the budget.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from sagelab.hpo.lifeline import STUDY_PID_ENV
+from sagelab.hpo.progress import Progress
 from sagelab.hpo.records import (
     Budget,
     StudyState,
-    finish_trial,
-    load_trials,
+    end_running,
     open_session,
     read_json,
     tail,
@@ -36,6 +38,7 @@ from sagelab.hpo.records import (
 )
 from sagelab.hpo.report import EPOCH_KEY
 from sagelab.hpo.spec import StudySpec
+from sagelab.hpo.syne_resume import capped, replay
 from sagelab.hpo.trial_entry import SPEC_ENV
 
 
@@ -66,79 +69,6 @@ def make_scheduler(spec: StudySpec, seed: int) -> Any:
     raise ValueError(f"not a Syne Tune algorithm: {spec.algorithm}")
 
 
-def _capped(inner: Any, max_new: int | None) -> Any:
-    """Wrap a scheduler so it suggests at most ``max_new`` trials, then lets running ones finish."""
-    from syne_tune.optimizer.scheduler import TrialScheduler
-
-    class Capped(TrialScheduler):
-        def __init__(self) -> None:
-            super().__init__(random_seed=inner.random_seed)
-            self.inner, self.started = inner, 0
-
-        def suggest(self) -> Any:
-            if max_new is not None and self.started >= max_new:
-                return None  # the Tuner waits for running trials, then ends
-            suggestion = self.inner.suggest()
-            if suggestion is not None:
-                self.started += 1
-            return suggestion
-
-        def on_trial_add(self, trial: Any) -> None:
-            self.inner.on_trial_add(trial)
-
-        def on_trial_error(self, trial: Any) -> None:
-            self.inner.on_trial_error(trial)
-
-        def on_trial_result(self, trial: Any, result: dict[str, Any]) -> str:
-            return self.inner.on_trial_result(trial, result)
-
-        def on_trial_complete(self, trial: Any, result: dict[str, Any]) -> None:
-            self.inner.on_trial_complete(trial, result)
-
-        def on_trial_remove(self, trial: Any) -> None:
-            self.inner.on_trial_remove(trial)
-
-        def metric_names(self) -> list[str]:
-            return self.inner.metric_names()
-
-        def metric_mode(self) -> str:
-            return self.inner.metric_mode()
-
-        def metadata(self) -> dict[str, Any]:
-            return self.inner.metadata()
-
-    return Capped()
-
-
-def replay(scheduler: Any, records: list[dict[str, Any]]) -> int:
-    """Feed earlier sessions' trials to a fresh scheduler as the Tuner would have; returns how many."""
-    from syne_tune.backend.trial_status import Trial
-    from syne_tune.optimizer.scheduler import SchedulerDecision
-
-    from sagelab.hpo.report import syne_tune_payload
-
-    count = 0
-    for record in records:
-        if record.get("status") not in ("completed", "stopped", "failed"):
-            continue
-        trial = Trial(trial_id=int(record["trial_id"]), config=dict(record["config"]), creation_time=datetime.now())
-        scheduler.on_trial_add(trial)
-        history = (record.get("result") or {}).get("history") or []
-        removed = False
-        for entry in history:
-            if scheduler.on_trial_result(trial, syne_tune_payload(entry)) == SchedulerDecision.STOP:
-                scheduler.on_trial_remove(trial)
-                removed = True
-                break
-        if not removed:
-            if history and record["status"] == "completed":
-                scheduler.on_trial_complete(trial, syne_tune_payload(history[-1]))
-            else:
-                scheduler.on_trial_error(trial)
-        count += 1
-    return count
-
-
 def _study_backend(entry_point: str, first_id: int) -> Any:
     from syne_tune.backend import LocalBackend
 
@@ -151,56 +81,68 @@ def _study_backend(entry_point: str, first_id: int) -> Any:
     return StudyBackend(entry_point=entry_point, pass_args_as_json=True, rotate_gpus=False)
 
 
-def _callbacks(spec: StudySpec, state: StudyState, session: int) -> list[Any]:
+def _journal(spec: StudySpec, state: StudyState, session: int, scheduler: Any, progress: Progress) -> Any:
     from syne_tune.backend.trial_status import Status
     from syne_tune.optimizer.scheduler import SchedulerDecision
-    from syne_tune.results_callback import StoreResultsCallback
     from syne_tune.tuner_callback import TunerCallback
 
     class Journal(TunerCallback):
-        """Keeps ``trials/<id>/trial.json`` in step with what the Tuner sees."""
+        """Keeps ``trials/<id>/trial.json`` in step with what the Tuner sees, and counts the failures."""
 
         def __init__(self) -> None:
             self.last_tick = 0.0
+            self.ended: set[int] = set()
+            self.failed: set[int] = set()
+
+        def end(self, trial_id: int, **fields: Any) -> None:
+            # a trial that exits after its full-fidelity report is seen both as completed and as stopped there
+            if trial_id not in self.ended:
+                self.ended.add(trial_id)
+                progress.end_trial(trial_id, **fields)
 
         def on_start_trial(self, trial: Any) -> None:
             update_trial(spec.trial_dir(trial.trial_id), trial_id=trial.trial_id, config=dict(trial.config),
-                         status="running", session=session, started=time.time())
+                         status="running", session=session, started=time.time(),
+                         retry_of=scheduler.retry_of.get(trial.trial_id))
 
         def on_trial_result(self, trial: Any, status: str, result: dict[str, Any], decision: str) -> None:
             if decision != SchedulerDecision.STOP:
                 return
             if int(result.get(EPOCH_KEY, 0)) >= spec.max_resource:
                 # the full-fidelity report is printed only after the run exited cleanly
-                finish_trial(spec.trial_dir(trial.trial_id), spec.keep_checkpoints, status="completed")
+                self.end(trial.trial_id, status="completed")
             else:
-                finish_trial(spec.trial_dir(trial.trial_id), spec.keep_checkpoints, status="stopped",
-                             reason="scheduler")
+                self.end(trial.trial_id, status="stopped", reason="scheduler")
 
         def on_fetch_status_results(self, trial_status_dict: dict, new_results: list) -> None:
             for trial_id, (_trial, status) in trial_status_dict.items():
                 tdir = spec.trial_dir(trial_id)
-                if status == Status.failed:
-                    finish_trial(tdir, spec.keep_checkpoints, status="failed", error=tail(tdir / "std.err"))
+                if status == Status.failed and trial_id not in self.ended:
+                    self.failed.add(trial_id)
+                    exit_info = read_json(tdir / "exit.json") or {}
+                    reason = exit_info.get("reason") or f"exit code {exit_info.get('returncode', 'unknown')}"
+                    self.end(trial_id, status="failed", reason=reason, error=tail(tdir / "std.err"))
                 elif status == Status.completed:
-                    if (read_json(tdir / "trial.json") or {}).get("status") == "running":
-                        finish_trial(tdir, spec.keep_checkpoints, status="completed")
+                    self.end(trial_id, status="completed")
 
         def on_loop_end(self) -> None:
             if time.monotonic() - self.last_tick > 2.0:
                 state.tick()
                 self.last_tick = time.monotonic()
 
-    return [StoreResultsCallback(), Journal()]
+    return Journal()
 
 
 class StopAtBudget:
-    """Syne Tune stop criterion: this session's share of the wall-clock and cost budgets is spent."""
+    """Syne Tune stop criterion: this session's share of the wall-clock and cost budgets is spent, or
+    ``give_up()`` (too many failed trials)."""
 
-    def __init__(self, budget: Budget) -> None:
-        self.budget = budget
+    def __init__(self, budget: Budget, give_up: Callable[[], bool]) -> None:
+        self.budget, self.give_up = budget, give_up
 
     def __call__(self, status: Any) -> bool:
+        if self.give_up():
+            return True
         wall_s, cost_usd = self.budget.wall_left, self.budget.max_cost_usd
         if wall_s is not None and status.wallclock_time >= wall_s:
             return True
@@ -214,34 +156,43 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
     """Run (or continue) a Syne Tune study; returns what this session did."""
     import numpy as np
     from syne_tune import Tuner
+    from syne_tune.results_callback import StoreResultsCallback
 
     session, interrupted, records, budget = open_session(spec, state)
-    seed = spec.seed + 1000 * session  # a resumed session must not redraw the first session's configs
-    np.random.seed(seed % 2**32)  # MO-ASHA samples through numpy's global generator
-    scheduler = make_scheduler(spec, seed)
-    replayed = replay(scheduler, records)
-    info = {"session": session, "replayed": replayed, "interrupted_before": interrupted, "new_trials": 0}
+    # every session starts the study's random stream afresh and replays its way to where the last one stopped
+    np.random.seed(spec.seed % 2**32)  # MO-ASHA and random search sample through numpy's global generator
+    inner = make_scheduler(spec, spec.seed)
+    lost = replay(inner, records)
+    info: dict[str, Any] = {"session": session, "replayed": len(records), "interrupted_before": interrupted,
+                            "rerun": [t.trial_id for t in lost], "new_trials": 0}
     if budget.exhausted:
-        return info
-    first_id = 1 + max((int(r["trial_id"]) for r in records), default=-1)
+        return {**info, "gave_up": budget.too_many_failures(0)}
+    # a trial started just before its session died may have a folder and no record yet: never reuse its id
+    started_ids = [int(d.name) for d in (spec.dir / "trials").glob("*") if d.name.isdigit()]
+    first_id = 1 + max([int(r["trial_id"]) for r in records] + started_ids, default=-1)
     backend = _study_backend(str(Path(__file__).with_name("trial_entry.py")), first_id)
-    old_env = {k: os.environ.get(k) for k in (SPEC_ENV, "SYNETUNE_FOLDER")}
+    progress = Progress(spec, budget, records)
+    scheduler = capped(inner, budget.trials_left, lost)
+    journal = _journal(spec, state, session, scheduler, progress)
+    scheduler.give_up = lambda: budget.too_many_failures(len(journal.failed))
+    old_env = {k: os.environ.get(k) for k in (SPEC_ENV, "SYNETUNE_FOLDER", STUDY_PID_ENV)}
     os.environ[SPEC_ENV] = str(spec.spec_path)
     os.environ["SYNETUNE_FOLDER"] = str(spec.dir / "syne_tune")
+    os.environ[STUDY_PID_ENV] = str(os.getpid())
     try:
         tuner = Tuner(
             trial_backend=backend,
-            scheduler=_capped(scheduler, budget.trials_left),
-            stop_criterion=StopAtBudget(budget),
+            scheduler=scheduler,
+            stop_criterion=StopAtBudget(budget, scheduler.give_up),
             n_workers=spec.n_workers,
             sleep_time=0.5,
             results_update_interval=5.0,
             print_update_interval=60.0,
-            max_failures=spec.max_failures if spec.max_failures is not None else 10**9,
+            max_failures=10**9,  # hpo.max_failures counts over sessions: scheduler.give_up
             tuner_name=f"session-{session}",
             suffix_tuner_name=False,
             save_tuner=False,
-            callbacks=_callbacks(spec, state, session),
+            callbacks=[StoreResultsCallback(), journal],
             trial_backend_path=str(spec.dir / "trials"),
         )
         aborted = True
@@ -250,13 +201,14 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
             aborted = False
         finally:
             state.tick()
-            # trials the Tuner killed at the end of the budget were stopped; on an interrupt they
-            # were cut short and the next session does not count them
-            for record in load_trials(spec.dir):
-                if record.get("status") == "running" and record.get("session") == session:
-                    fields = {"status": "interrupted"} if aborted else {"status": "stopped", "reason": "budget"}
-                    finish_trial(spec.trial_dir(record["trial_id"]), spec.keep_checkpoints, **fields)
+            # trials cut short by an interrupt or by giving up are run again by the next session; those the
+            # Tuner killed at the end of the budget were stopped
+            if aborted or scheduler.give_up():
+                end_running(spec.dir, spec.keep_checkpoints, status="interrupted")
+            else:
+                end_running(spec.dir, spec.keep_checkpoints, status="stopped", reason="budget")
         info["new_trials"] = len(backend.trial_ids)
+        info["gave_up"] = scheduler.give_up()
     finally:
         for key, value in old_env.items():
             if value is None:

@@ -12,7 +12,8 @@ a config error (exit status 2). ``+synthetic.crash_trials=[1,4]`` (inherited by
 every trial, like any override of the study's command) makes the trials with
 those ids crash with a traceback before their first report, whatever
 configuration they drew and in whatever order they were scheduled: that is how
-tests make trials fail deterministically.
+tests make trials fail deterministically. ``+synthetic.hang_trials=[2]`` makes
+trials hang (sleep forever) before their first report, for ``hpo.trial_timeout_s``.
 
 Simulated training time (not the real sleep) drives ``train_time_s`` and
 ``cost_usd``, so results are deterministic.
@@ -45,6 +46,12 @@ def parse(argv: list[str]) -> dict[str, Any]:
     return out
 
 
+def chosen(args: dict[str, Any], key: str, trial: int) -> bool:
+    """Whether ``trial`` is among the ids an option like ``+synthetic.crash_trials=[1,4]`` lists."""
+    ids = args.get(key) or []
+    return trial in (ids if isinstance(ids, list) else [ids])
+
+
 def error_at(lr: float, batch_size: int, warmup: float, model: str, epoch: int) -> float:
     """A smooth bowl in log(lr) with its minimum near 3e-5, better with more epochs."""
     offset = MODELS.get(model, MODELS["minilm"])[0]
@@ -61,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sagelab: bad config: {key}: must be zero or more, got {value}.", file=sys.stderr)
             return 2
     trial = int(args["callbacks.hpo.trial"])
-    crash = args.get("synthetic.crash_trials") or []
-    if trial in (crash if isinstance(crash, list) else [crash]):
-        raise RuntimeError(f"trial {trial} crashes on purpose (synthetic.crash_trials={crash})")
+    if chosen(args, "synthetic.crash_trials", trial):
+        raise RuntimeError(f"trial {trial} crashes on purpose (synthetic.crash_trials="
+                           f"{args['synthetic.crash_trials']})")
+    while chosen(args, "synthetic.hang_trials", trial):  # a trial that never ends: only a timeout stops it
+        time.sleep(3600)
     instance_file = PROJECT_ROOT / "conf" / "instance" / f"{args.get('instance', 'local_cpu2')}.yaml"
     instance = yaml.safe_load(instance_file.read_text())
     model = str(args.get("model", "minilm"))

@@ -10,7 +10,11 @@ then
   cannot stop the run while it closes its MLflow record);
 * turns "the run exited 0 but reported nothing" into a failure, because Syne
   Tune would otherwise abort the whole study on a trial without metrics;
-* records the exit code in ``exit.json``.
+* records the exit code in ``exit.json``, and the reason when it stopped a trial that ran past
+  ``hpo.trial_timeout_s``.
+
+It dies with the study: see :mod:`sagelab.hpo.lifeline` (LocalBackend's ``Popen`` takes no hook, so this
+script binds itself to its parent first thing, and its ``run.py`` to itself).
 
 The study passes its spec through the environment (``SAGELAB_HPO_SPEC``):
 LocalBackend splits the command line on spaces, so only simple values go there.
@@ -21,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -41,6 +44,10 @@ def _args(argv: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sagelab.hpo.lifeline import STUDY_PID_ENV, TIMEOUT_EXIT, die_with_parent, launch, timed_out, wait
+
+    if os.environ.get(STUDY_PID_ENV):  # first, so a study killed right now leaves nothing behind
+        die_with_parent(int(os.environ[STUDY_PID_ENV]))
     from syne_tune.constants import ST_CHECKPOINT_DIR, ST_CONFIG_JSON_FNAME_ARG
 
     from sagelab.config import PROJECT_ROOT
@@ -55,14 +62,18 @@ def main(argv: list[str] | None = None) -> int:
     cmd = spec.trial_argv(trial_dir.name, config)
     (trial_dir / "command.txt").write_text(" ".join(cmd) + "\n")
     sys.stdout.flush()
-    child = subprocess.Popen(cmd, cwd=PROJECT_ROOT)
+    child = launch(cmd, cwd=PROJECT_ROOT)
 
     def forward(signum: int, _frame: object) -> None:
         child.send_signal(signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
-    code = child.wait()
+    code = wait(child, spec.trial_timeout_s)
+    if code is None:
+        reason = timed_out(trial_dir.name, spec.trial_timeout_s or 0, sys.stderr)
+        write_json(trial_dir / "exit.json", {"returncode": TIMEOUT_EXIT, "reason": reason})
+        return TIMEOUT_EXIT
     result = read_json(trial_dir / "result.json")
     if code == 0:
         history = (result or {}).get("history") or []

@@ -1,0 +1,58 @@
+"""Which of the study command's overrides its trials inherit.
+
+A trial is the study's own command line plus the sampled values and the keys the study sets itself
+(:meth:`~sagelab.hpo.spec.StudySpec.trial_argv`). A command-line value for a key the study sets, or for a key
+the search space samples, would be ambiguous: it is dropped, and the study says so.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from omegaconf import DictConfig
+
+from sagelab.hpo.space import SearchSpace
+
+# keys the study sets on every trial itself; a command-line value for them would be ambiguous
+STUDY_KEYS = ("hpo", "search_space", "trainer.max_epochs", "checkpoint.dir", "hydra.run.dir", "callbacks.hpo",
+              "logger.run_name")
+
+
+def override_key(override: str) -> str:
+    """``+a.b=1`` -> ``a.b``; ``~a`` -> ``a``."""
+    key = override.split("=", 1)[0].lstrip("+~")
+    return key.split("@", 1)[0]
+
+
+def _matches(key: str, prefixes: Sequence[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def command_overrides(cfg: DictConfig) -> list[str]:
+    """The overrides of the command that composed ``cfg`` (Hydra's record), or ``hpo.base_overrides``."""
+    explicit = cfg.hpo.get("base_overrides")
+    if explicit is not None:
+        return [str(o) for o in explicit]
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        overrides = HydraConfig.get().overrides
+        # config folders the command added (hydra.searchpath) must reach the trials, or their groups vanish
+        searchpath = [str(o) for o in overrides.hydra if str(o).startswith("hydra.searchpath=")]
+        return [*searchpath, *(str(o) for o in overrides.task)]
+    return []
+
+
+def split_overrides(overrides: Sequence[str], space: SearchSpace) -> tuple[list[str], list[str]]:
+    """(overrides the trials inherit, overrides dropped because the study or the space sets them)."""
+    space_keys = {p.key for p in space.params.values()}
+    kept, dropped = [], []
+    for o in overrides:
+        key = override_key(o)
+        # a sampled group (model) replaces `model=...`, not `model.config_overrides.x=...`
+        if _matches(key, STUDY_KEYS) or key in space_keys:
+            if not _matches(key, ("hpo", "search_space")):
+                dropped.append(o)
+            continue
+        kept.append(o)
+    return kept, dropped
