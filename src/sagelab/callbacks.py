@@ -15,7 +15,6 @@ Periodic checkpoints come from Lightning's own ``ModelCheckpoint``.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import time
@@ -26,6 +25,8 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from sagelab.safe_io import atomic_write
 
 
 class SpotCheckpointing(L.Callback):
@@ -152,9 +153,11 @@ class MemoryMeter(L.Callback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to a temporary file, then rename: a kill mid-write never leaves a torn ``last.ckpt``."""
+    """Lightning's checkpoint writer, made atomic and durable: a kill mid-write never leaves a torn
+    ``last.ckpt``, a full disk never leaves a ``.partial`` (:func:`sagelab.safe_io.atomic_write`)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        partial = f"{path}.partial"
-        super().save_checkpoint(checkpoint, partial, storage_options)
-        os.replace(partial, path)
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda handle: torch.save(checkpoint, handle))

@@ -1,17 +1,18 @@
 """``sagelab_state.json`` beside a run's checkpoints: which MLflow run owns them and whether training completed.
 
-Written atomically (temporary file, fsync, rename), so a kill mid-write leaves the previous state; a state
-file that cannot be read (truncated by a full disk, edited by hand) is reported and treated as absent, which
-starts a fresh run instead of failing.
+Written atomically (:func:`sagelab.safe_io.atomic_write`), so a kill mid-write leaves the previous state; a
+state file that cannot be read (empty or truncated by a full disk, edited by hand) is reported and treated as
+absent, which starts a fresh run instead of failing.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from sagelab.safe_io import atomic_write
 
 STATE_FILE = "sagelab_state.json"
 
@@ -26,16 +27,12 @@ def read_state(folder: Path) -> dict[str, Any] | None:
             return state
         problem = "is not a JSON object"
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
-        problem = f"cannot be read ({type(err).__name__})"
+        empty = isinstance(err, json.JSONDecodeError) and not err.doc.strip()
+        problem = "is empty" if empty else f"cannot be read ({type(err).__name__})"
     print(f"sagelab: {path} {problem}; starting a fresh run instead of resuming.", file=sys.stderr)
     return None
 
 
 def write_state(folder: Path, **state: Any) -> None:
-    path = Path(folder) / STATE_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(json.dumps(state))
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    atomic_write(Path(folder) / STATE_FILE, lambda handle: handle.write(json.dumps(state).encode()))
+
