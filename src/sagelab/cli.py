@@ -93,8 +93,12 @@ def dispatch(cfg: DictConfig) -> dict:
 
 
 def main(cfg: DictConfig) -> dict | None:
+    from sagelab import faults
+
     try:
         return dispatch(cfg)
     except ConfigError as err:
         fail(err)
-        return None
+    except faults.Terminated:
+        sys.exit(faults.EXIT_SIGTERM)  # the runner has said where the run stands
+    return None

@@ -2,7 +2,8 @@
 
 Written atomically (:func:`sagelab.safe_io.atomic_write`), so a kill mid-write leaves the previous state; a
 state file that cannot be read (empty or truncated by a full disk, edited by hand) is reported and treated as
-absent, which starts a fresh run instead of failing.
+absent, which starts a fresh run instead of failing. ``completed`` is written only once the whole training
+command has ended well, so a run killed in its final evaluation resumes.
 """
 
 from __future__ import annotations
@@ -36,3 +37,17 @@ def read_state(folder: Path) -> dict[str, Any] | None:
 def write_state(folder: Path, **state: Any) -> None:
     atomic_write(Path(folder) / STATE_FILE, lambda handle: handle.write(json.dumps(state).encode()))
 
+
+def resume_point(mode: str, policy: str, folder: Path, announce: bool) -> tuple[Path | None, str | None]:
+    """(checkpoint, MLflow run id) to continue, if this training command was interrupted before."""
+    if mode != "train" or policy == "never":
+        return None, None
+    if policy != "auto":
+        return Path(policy), None
+    state = read_state(folder)
+    last = Path(folder) / "last.ckpt"
+    if state and not state.get("completed") and last.exists():
+        if announce:
+            print(f"resuming from {last} (MLflow run {state.get('run_id')})", file=sys.stderr)
+        return last, state.get("run_id")
+    return None, None
