@@ -5,6 +5,8 @@
   completed. While training steps run, :class:`~sagelab.callbacks.SpotCheckpointing` defers it to the end of
   the step and checkpoints first; a section that must not be cut in half (opening or closing the MLflow run)
   defers it too (:meth:`Sigterm.deferred`).
+* **A full disk or a folder that cannot be written** is one line naming the path (:func:`storage_problem`);
+  the other ranks of a DDP run, left in a collective, say one line too (:func:`peer_gone`).
 * **Closing the MLflow run after a failure** never replaces that failure (:func:`close_run`).
 
 Standard library only: the CLI imports this before torch.
@@ -12,17 +14,22 @@ Standard library only: the CLI imports this before torch.
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 import threading
 import traceback
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:
     from sagelab.tracking import RunRecord
 
 EXIT_SIGTERM = 128 + signal.SIGTERM
+#: what a full disk, a read-only mount or a file where a folder belongs raise
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST,
+                errno.EISDIR}
 
 
 class Terminated(BaseException):
@@ -128,6 +135,42 @@ def close_run(record: RunRecord | None, err: BaseException | None, metrics: dict
     if problems:
         print(f"sagelab: warning: MLflow run {record.run_id} could not be ended as {status}: "
               f"{_one_line(problems[-1])}", file=sys.stderr)
+
+
+def storage_problem(err: BaseException) -> str | None:
+    """``cannot write <path>: <reason>`` if ``err`` (or what caused it) is a disk or permission refusal."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, CannotWrite):
+            return f"cannot write {err.path}: {err.reason}"
+        if isinstance(err, OSError) and err.errno in WRITE_ERRNOS and err.filename:
+            return f"cannot write {err.filename}: {_reason(err)}"
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def peer_gone(err: BaseException) -> str | None:
+    """The one line for a rank whose collective failed because another process of the run ended first (that
+    process said why); None for anything else."""
+    text = str(err)
+    if isinstance(err, RuntimeError) and ("closed by peer" in text or "reset by peer" in text):
+        return "stopped because another process of this run ended first (its message is above)"
+    return None
+
+
+class CannotWrite(Exception):
+    """A place the run must write to refused (any errno: ``/proc/x`` gives ENOENT)."""
+
+    def __init__(self, path: str | Path, err: OSError) -> None:
+        super().__init__(f"cannot write {path}: {_reason(err)}")
+        self.path, self.reason = str(path), _reason(err)
+
+
+def _reason(err: OSError) -> str:
+    if err.errno in (errno.EEXIST, errno.ENOTDIR):
+        return f"{err.strerror} (a file stands where a folder is needed)"
+    return err.strerror or type(err).__name__
 
 
 def _one_line(err: BaseException) -> str:
