@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sagelab.safe_io import atomic_write
+from sagelab.safe_io import atomic_write, load_checkpoint
 
 STATE_FILE = "sagelab_state.json"
 
@@ -42,7 +42,8 @@ def resume_point(mode: str, policy: str, folder: Path, announce: bool) -> tuple[
     """(checkpoint, MLflow run id) to continue, if this training command was interrupted before."""
     if mode != "train" or policy == "never":
         return None, None
-    if policy != "auto":
+    if policy != "auto":  # a file the user hands in is checked before Lightning unpickles it
+        load_checkpoint(policy, "checkpoint.resume")
         return Path(policy), None
     state = read_state(folder)
     last = Path(folder) / "last.ckpt"

@@ -31,6 +31,7 @@ from sagelab import faults, hardware, instances, launch, tracking
 from sagelab.config import ConfigError
 from sagelab.context import TaskContext
 from sagelab.run_state import resume_point, write_state
+from sagelab.safe_io import load_checkpoint
 from sagelab.tasks.base import Task
 
 class Runner:
@@ -226,8 +227,6 @@ class Runner:
     def load_module(self) -> Any:
         """``task.module()`` with the weights of ``checkpoint.load`` (a .ckpt or an MLflow run id),
         or of this command's last training run. Only tensors and plain data are unpickled."""
-        import torch
-
         source = self.cfg.checkpoint.get("load")
         if source is None:
             path = self.checkpoint_dir / "final.ckpt"
@@ -239,12 +238,10 @@ class Runner:
         else:
             path = tracking.resolve_artifact("checkpoint.load", str(source), str(self.cfg.logger.tracking_uri),
                                              "model/final.ckpt")
+        state = load_checkpoint(path, "checkpoint.load").get("state_dict")
+        if not isinstance(state, dict):
+            raise ConfigError("checkpoint.load", f"'{path}' has no state_dict: not a Lightning checkpoint.")
         module = self.task.module()
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-        except Exception as err:  # pickle.UnpicklingError for anything but tensors and plain data
-            raise ConfigError("checkpoint.load", f"'{path}' is not a checkpoint sagelab can load safely "
-                              f"({type(err).__name__}: {str(err).splitlines()[0][:200]}).") from None
         module.load_state_dict(state)
         if self.record:
             self.record.set_tag("checkpoint.loaded", str(path))
