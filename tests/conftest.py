@@ -92,6 +92,13 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     return make
 
 
+def cli_env() -> dict[str, str]:
+    """The environment of a ``run.py`` subprocess: tests/ importable, so ``+callbacks.probe._target_=
+    fault_probes.SigtermAt`` and ``model.name_or_path=pkg:fault_probes`` resolve there."""
+    path = os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
 @pytest.fixture
 def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
     """Run ``python run.py`` with the tiny overrides in a subprocess, as a user would."""
@@ -101,7 +108,7 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
         args = [*flags, *(tiny_overrides(tmp_path) if tiny else []), *(o for o in overrides if o not in flags)]
         return subprocess.run(
             [sys.executable, str(ROOT / "run.py"), *args],
-            cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+            cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=cli_env(),
         )
 
     return run

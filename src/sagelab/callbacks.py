@@ -3,21 +3,23 @@
 Managed spot training gives a job a checkpoint folder and may stop it at any
 time; re-running the job resumes. :class:`SpotCheckpointing` makes that exact:
 
-* SIGTERM (the spot notice) -> a checkpoint at the end of the current step, then a clean stop
-  (under DDP the ranks agree on the step, so they checkpoint together);
-* ``instance.max_run_s`` -> the same at the time budget;
+* SIGTERM (the spot notice) during a training step -> a checkpoint at the end of the step, then
+  :class:`~sagelab.faults.Terminated` (under DDP the ranks agree on the step, so they checkpoint together);
+  during a validation round inside ``fit`` -> :class:`~sagelab.faults.Terminated` at once (the round is not
+  worth the wait: the last checkpoint resumes exactly);
+* ``instance.max_run_s`` -> a checkpoint at the time budget and a clean stop;
+* the end of training -> ``last.ckpt`` holds it, so a run stopped in its final evaluation resumes there;
 * on resume, the batch sampler skips the batches the checkpoint already consumed and the
   RNG states are restored, so the resumed run sees the same batches and dropout masks as an
   uninterrupted one.
 
-Periodic checkpoints come from Lightning's own ``ModelCheckpoint``.
+Periodic checkpoints come from Lightning's own ``ModelCheckpoint``; every checkpoint is written through
+:class:`AtomicCheckpointIO`.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -27,35 +29,81 @@ import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from sagelab import faults
+from sagelab.safe_io import atomic_write
+
+
+def keep_sigterm_ours(trainer: L.Trainer) -> None:
+    """Every stage of ``trainer`` keeps the command's SIGTERM handler (:mod:`sagelab.faults`).
+
+    Lightning installs its own at the start of each stage, and it broadcasts from inside the handler: a rank
+    that is in another collective at that moment hangs or breaks. Lightning's other handlers (SLURM's requeue
+    signal) are still installed; ours raises, or waits for the end of a training step, and passes the first
+    signal on to the DDP children Lightning launched.
+    """
+    connector = trainer._signal_connector  # no public switch for this in Lightning 2.x
+    connector.register_signal_handlers = _RegisterThenOurs(connector)
+    faults.current().forward = getattr(trainer.strategy.launcher, "kill", None)
+
+
+class _RegisterThenOurs:
+    """A class, not a closure: ``strategy=ddp_spawn`` pickles the trainer."""
+
+    def __init__(self, connector: Any) -> None:
+        self.connector = connector
+
+    def __call__(self) -> None:
+        type(self.connector).register_signal_handlers(self.connector)
+        faults.current().install()
+
 
 class SpotCheckpointing(L.Callback):
     def __init__(self, last_path: Path, max_run_s: float | None = None) -> None:
         self.last_path = Path(last_path)
         self.max_run_s = max_run_s
         self.started = time.monotonic()
-        self.interrupted: str | None = None  # "sigterm" | "time budget" once training was cut short
+        self.interrupted: str | None = None  # "time budget" once training was cut short
         self._resume_batches = 0
         self._rng_to_restore: dict[str, Any] | None = None
-        self._sigterm = False
+        self._saved_step = -1
 
     # -- stopping ---------------------------------------------------------------
-    REASONS = (None, "time budget", "sigterm")
-
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        self._sigterm = True
-
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self.interrupted is not None:
             return
-        code = 2 if self._sigterm else int(bool(self.max_run_s and time.monotonic() - self.started > self.max_run_s))
+        sigterm = faults.current()
+        code = 2 if sigterm.received else int(bool(self.max_run_s and time.monotonic() - self.started > self.max_run_s))
         if trainer.world_size > 1:  # all ranks must checkpoint at the same step, or save's barrier deadlocks
             flag = torch.tensor([code], device=trainer.strategy.root_device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             code = int(flag.item())
         if code:
-            self.interrupted = self.REASONS[code]
             trainer.save_checkpoint(self.last_path)
+        if code == 2:
+            sigterm.received = True  # another rank's signal
+            sigterm.stop_deferring()
+        elif code == 1:
+            self.interrupted = "time budget"
             trainer.should_stop = True
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            faults.current().stop_deferring()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            faults.current().deferring = True
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self._saved_step = trainer.global_step
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.interrupted is None and self._saved_step != trainer.global_step:
+            trainer.save_checkpoint(self.last_path)  # the end of training, for a run stopped after it
+        faults.current().stop_deferring()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        faults.current().deferring = False
 
     # -- exact resume -----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -86,9 +134,7 @@ class SpotCheckpointing(L.Callback):
         self._resume_batches = int(progress.get("current", {}).get("processed", 0))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Our SIGTERM handler replaces Lightning's, whose per-rank flag and in-handler broadcast let
-        # ranks stop at different steps (a DDP hang); Lightning restores the original after fit.
-        signal.signal(signal.SIGTERM, self._on_sigterm)
+        faults.current().deferring = True  # from here on a SIGTERM waits for the end of the current step
         # A run resumed mid-epoch gets no on_train_epoch_start, so the sampler is positioned here.
         sampler = _batch_sampler(trainer)
         if sampler is not None:
@@ -152,9 +198,11 @@ class MemoryMeter(L.Callback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to a temporary file, then rename: a kill mid-write never leaves a torn ``last.ckpt``."""
+    """Lightning's checkpoint writer, made atomic and durable: a kill mid-write never leaves a torn
+    ``last.ckpt``, a full disk never leaves a ``.partial`` (:func:`sagelab.safe_io.atomic_write`)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        partial = f"{path}.partial"
-        super().save_checkpoint(checkpoint, partial, storage_options)
-        os.replace(partial, path)
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda handle: torch.save(checkpoint, handle))

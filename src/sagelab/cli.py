@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
 from sagelab.config import ConfigError, check_cross_keys, default_checkpoint_dir, group_options
@@ -93,8 +95,45 @@ def dispatch(cfg: DictConfig) -> dict:
 
 
 def main(cfg: DictConfig) -> dict | None:
+    from sagelab import faults
+
     try:
         return dispatch(cfg)
     except ConfigError as err:
         fail(err)
-        return None
+    except faults.Terminated:
+        sys.exit(faults.EXIT_SIGTERM)  # the runner has said where the run stands
+    except Exception as err:
+        problem = faults.storage_problem(err) or faults.peer_gone(err)
+        if problem is None:
+            raise
+        print(f"sagelab: {problem}", file=sys.stderr)
+        sys.exit(1)
+    return None
+
+
+class OutputFolderCheck(Callback):
+    """Hydra creates the run's output folder before ``main`` runs; one it cannot create is one line here,
+    not Hydra's traceback. (``${now:}`` is cached per config, so this is the very folder Hydra makes next.)"""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._make(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._make(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _make(config: DictConfig, key: str) -> None:
+        from omegaconf import OmegaConf
+
+        from sagelab import faults
+
+        try:
+            folder = Path(str(OmegaConf.select(config, key)))
+        except Exception:  # ${hydra:...} in the folder's name resolves only once the job runs: Hydra's to check
+            return
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            print(f"sagelab: {faults.CannotWrite(folder, err)}", file=sys.stderr)
+            sys.exit(1)

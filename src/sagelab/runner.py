@@ -11,25 +11,27 @@ Read top to bottom, a command does this:
    get the context;
 4. log metrics, cost and the final model, and close the run as FINISHED, KILLED or FAILED.
 
+SIGTERM anywhere in this (:mod:`sagelab.faults`) ends the command through the same ``finally``: the run is
+closed KILLED, the state file stays resumable, and the exit status is 143.
+
 The runner knows the :class:`~sagelab.tasks.base.Task` contract and nothing about any task.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sagelab import hardware, instances, launch, progress, tracking
+from sagelab import faults, hardware, instances, launch, progress, tracking
 from sagelab.config import ConfigError
 from sagelab.context import TaskContext
-from sagelab.run_state import read_state, write_state
+from sagelab.run_state import resume_point, write_state
+from sagelab.safe_io import load_checkpoint
 from sagelab.tasks.base import Task
 
 class Runner:
@@ -56,42 +58,54 @@ class Runner:
         launch.keep_children_out_of_the_sweep(self.cfg)
 
         launcher_env = launch.launcher_env()
-        resume_ckpt, run_id = self._resume_point()
-        self.record = tracking.RunRecord(self.cfg, run_id, self.is_global_zero)
-        self._announce_hardware()
-        context = TaskContext(self.cfg, self.output_dir, self.record, self.load_module, self.is_global_zero)
-        started = time.monotonic()
-        status, error = "FINISHED", None
-        try:
-            mode = str(self.cfg.mode)
-            extra = self.task.extra_modes()
-            if mode in extra:
-                self.record.log_metrics(extra[mode](context) or {})
-            elif mode == "train":
-                self._train(context, resume_ckpt)
-            elif mode == "evaluate":
-                self.evaluate(context, self.load_module(), self.task.datamodule())
-            elif mode == "predict":
-                self.record.log_metrics(self.task.predict(context) or {})
-            if self._interrupted:
-                status = "KILLED"
-        except BaseException as err:  # record every failure, then let it propagate
-            from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-            interrupted = isinstance(err, (KeyboardInterrupt, SystemExit))
-            status, error = ("KILLED", None) if interrupted else ("FAILED", _error_text(err))
-            if isinstance(err, SIGTERMException):  # a SIGTERM before our handler took over
-                raise SystemExit(128 + signal.SIGTERM) from err
-            raise
-        finally:
-            wall = time.monotonic() - started
-            self.record.log_metrics({"wall_time_s": wall, "cost_usd": instances.cost_usd(self.cfg, wall)})
-            self.record.finish(status, error)
-            launch.leave_process_group(launcher_env)
+        with faults.sigterm_raises() as sigterm:
+            started, failure = time.monotonic(), None
+            try:
+                resume_ckpt, run_id = resume_point(str(self.cfg.mode), str(self.cfg.checkpoint.resume),
+                                                   self.checkpoint_dir, self.is_global_zero)
+                with sigterm.deferred():  # the MLflow run is opened whole, so it can always be closed
+                    self.record = tracking.RunRecord(self.cfg, run_id, self.is_global_zero)
+                self._announce_hardware()
+                self._run_mode(resume_ckpt)
+            except BaseException as err:  # recorded in the run, then on to the CLI
+                failure = faults.as_terminated(err)
+                if failure is err:
+                    raise
+                raise failure from err
+            finally:
+                wall = time.monotonic() - started
+                with sigterm.deferred(raise_after=False):
+                    faults.close_run(self.record, failure, {"wall_time_s": wall,
+                                                            "cost_usd": instances.cost_usd(self.cfg, wall)},
+                                     status="KILLED" if self._interrupted else "FINISHED")
+                    if isinstance(failure, faults.Terminated):
+                        self._say_stopped()
+                launch.leave_process_group(launcher_env)
         self._print_summary(wall)
-        if self._interrupted == "sigterm":
-            raise SystemExit(128 + signal.SIGTERM)
         return dict(self.record.metrics)
+
+    def _run_mode(self, resume_ckpt: Path | None) -> None:
+        context = TaskContext(self.cfg, self.output_dir, self.record, self.load_module, self.is_global_zero)
+        mode = str(self.cfg.mode)
+        extra = self.task.extra_modes()
+        if mode in extra:
+            self.record.log_metrics(extra[mode](context) or {})
+        elif mode == "train":
+            self._train(context, resume_ckpt)
+        elif mode == "evaluate":
+            self.evaluate(context, self.load_module(), self.task.datamodule())
+        elif mode == "predict":
+            self.record.log_metrics(self.task.predict(context) or {})
+
+    def _say_stopped(self) -> None:
+        if not self.is_global_zero:
+            return
+        where = f"MLflow run {self.run_id} ended KILLED" if self.run_id else "no MLflow run was opened"
+        if str(self.cfg.mode) == "train":
+            last = self.checkpoint_dir / "last.ckpt"
+            where += (f"; checkpoint {last}: re-run the same command to resume" if last.exists()
+                      else "; no checkpoint yet: re-running the same command starts again")
+        print(f"sagelab: stopped by SIGTERM; {where}.", file=sys.stderr)
 
     @property
     def is_global_zero(self) -> bool:
@@ -118,14 +132,15 @@ class Runner:
     def _train(self, context: TaskContext, resume_ckpt: Path | None) -> None:
         module, datamodule = self.task.module(), self.task.datamodule()
         trainer = self.fit(module, datamodule, resume_ckpt)
-        if self._interrupted == "sigterm":  # the instance is going away: checkpoint written, leave now
-            return
         self.evaluate(context, module, datamodule, trainer)
-        if self.cfg.checkpoint.save_model and not self._interrupted:
+        if self._interrupted:  # the time budget: evaluated, but not a finished training
+            return
+        if self.cfg.checkpoint.save_model:
             final = self.checkpoint_dir / "final.ckpt"
             trainer.save_checkpoint(final, weights_only=True)
             if self.is_global_zero:
                 self.record.log_artifact(final, "model")
+        self._write_state(completed=True)  # only now: a run stopped before this resumes
 
     def fit(self, module: Any, datamodule: Any, resume_ckpt: Path | None = None) -> Any:
         """Train with checkpoints every ``checkpoint.every_n_steps`` and spot-style interruption."""
@@ -134,6 +149,10 @@ class Runner:
         from sagelab.callbacks import MemoryMeter, SpotCheckpointing, TrainTimer
 
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if resume_ckpt is None and self.is_global_zero:
+            # A finished run's last.ckpt, gone before the state says "not completed": DDP ranks launched from
+            # here read the state themselves, and must not resume what this fresh run does not.
+            (self.checkpoint_dir / "last.ckpt").unlink(missing_ok=True)
         self._write_state(completed=False)
         every = int(self.cfg.checkpoint.every_n_steps) or None
         periodic = ModelCheckpoint(
@@ -143,12 +162,12 @@ class Runner:
         spot = SpotCheckpointing(self.checkpoint_dir / "last.ckpt", self.cfg.instance.get("max_run_s"))
         timer, memory = TrainTimer(), MemoryMeter()
         trainer = self.trainer(callbacks=[periodic, spot, timer, memory])
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_ckpt) if resume_ckpt else None,
+                    weights_only=True)
         self._interrupted = spot.interrupted
-        self.record.log_metrics({"train_time_s": timer.seconds, **memory.metrics})
-        if not self._interrupted:
-            self._write_state(completed=True)
-        elif self.is_global_zero:
+        if timer.seconds:  # a resumed run whose training had already ended trains nothing
+            self.record.log_metrics({"train_time_s": timer.seconds, **memory.metrics})
+        if self._interrupted and self.is_global_zero:
             print(f"training stopped ({self._interrupted}); checkpoint in {self.checkpoint_dir}: "
                   "re-run the same command to resume.", file=sys.stderr)
         return trainer
@@ -167,25 +186,24 @@ class Runner:
         return metrics
 
     def trainer(self, callbacks: list[Any]) -> Any:
-        """``lightning.Trainer(**trainer.*)`` plus what the runner owns: devices, strategy, logger, checkpoint IO."""
+        """``lightning.Trainer(**trainer.*)`` plus what the runner owns: devices, strategy, logger, checkpoint IO,
+        SIGTERM."""
         import lightning as L
         from hydra.utils import get_method, instantiate
+
+        from sagelab.callbacks import AtomicCheckpointIO, keep_sigterm_ours
 
         cfg, strategy = self.cfg, self.cfg.strategy
         kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
         kwargs["precision"] = self.precision.value
         if not strategy.mixed_precision_plugin and kwargs["precision"].endswith("-mixed"):
             kwargs["precision"] = "32-true"  # the strategy applies the dtype itself (fully_shard)
-        plugins = []
-        if strategy.atomic_checkpoints:
-            from sagelab.callbacks import AtomicCheckpointIO
-
-            plugins.append(AtomicCheckpointIO())
+        plugins = [AtomicCheckpointIO()] if strategy.atomic_checkpoints else []
         backend = strategy.backend if strategy.backend != "auto" else (
             "nccl" if cfg.instance.accelerator == "gpu" else "gloo")
         build = get_method(str(strategy._target_))
         extra = [instantiate(spec) for spec in (cfg.get("callbacks") or {}).values()]
-        return L.Trainer(
+        trainer = L.Trainer(
             **kwargs,
             accelerator="gpu" if cfg.instance.accelerator == "gpu" else "cpu",
             devices=instances.processes(cfg),
@@ -199,23 +217,10 @@ class Runner:
             num_sanity_val_steps=0,
             default_root_dir=str(self.output_dir),
         )
+        keep_sigterm_ours(trainer)
+        return trainer
 
     # -- checkpoints ------------------------------------------------------------------
-    def _resume_point(self) -> tuple[Path | None, str | None]:
-        """(checkpoint, MLflow run id) to continue, if this command was interrupted before."""
-        policy = str(self.cfg.checkpoint.resume)
-        if self.cfg.mode != "train" or policy == "never":
-            return None, None
-        if policy != "auto":
-            return Path(policy), None
-        state = read_state(self.checkpoint_dir)
-        last = self.checkpoint_dir / "last.ckpt"
-        if state and not state.get("completed") and last.exists():
-            if self.is_global_zero:
-                print(f"resuming from {last} (MLflow run {state.get('run_id')})", file=sys.stderr)
-            return last, state.get("run_id")
-        return None, None
-
     def _write_state(self, completed: bool) -> None:
         if self.is_global_zero:
             write_state(self.checkpoint_dir, run_id=self.run_id, completed=completed)
@@ -223,8 +228,6 @@ class Runner:
     def load_module(self) -> Any:
         """``task.module()`` with the weights of ``checkpoint.load`` (a .ckpt or an MLflow run id),
         or of this command's last training run. Only tensors and plain data are unpickled."""
-        import torch
-
         source = self.cfg.checkpoint.get("load")
         if source is None:
             path = self.checkpoint_dir / "final.ckpt"
@@ -236,12 +239,10 @@ class Runner:
         else:
             path = tracking.resolve_artifact("checkpoint.load", str(source), str(self.cfg.logger.tracking_uri),
                                              "model/final.ckpt")
+        state = load_checkpoint(path, "checkpoint.load").get("state_dict")
+        if not isinstance(state, dict):
+            raise ConfigError("checkpoint.load", f"'{path}' has no state_dict: not a Lightning checkpoint.")
         module = self.task.module()
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-        except Exception as err:  # pickle.UnpicklingError for anything but tensors and plain data
-            raise ConfigError("checkpoint.load", f"'{path}' is not a checkpoint sagelab can load safely "
-                              f"({type(err).__name__}: {str(err).splitlines()[0][:200]}).") from None
         module.load_state_dict(state)
         if self.record:
             self.record.set_tag("checkpoint.loaded", str(path))
@@ -278,7 +279,3 @@ def _hydra_output_dir() -> str:
     from hydra.core.hydra_config import HydraConfig
 
     return HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else os.getcwd()
-
-
-def _error_text(err: BaseException) -> str:
-    return "".join(traceback.format_exception(type(err), err, err.__traceback__))

@@ -97,7 +97,8 @@ class StrategyConfig:
     processes: int = checked(1, positive)
     num_nodes: int = checked(1, positive)
     backend: str = "auto"  # auto: nccl on GPUs, gloo on CPUs
-    # the sharded strategy keeps its own parameter dtype and writes its own checkpoints
+    # the sharded strategy keeps its own parameter dtype; a strategy that writes sharded checkpoints itself
+    # sets atomic_checkpoints false
     mixed_precision_plugin: bool = True
     atomic_checkpoints: bool = True
 

@@ -23,6 +23,7 @@ from typing import Any, Callable, TypeVar
 from omegaconf import DictConfig, OmegaConf
 
 from sagelab.config import PROJECT_ROOT, ConfigError, resolved
+from sagelab.faults import CannotWrite
 
 T = TypeVar("T")
 
@@ -65,7 +66,12 @@ def connect(cfg: DictConfig) -> str:
     lock: Any = contextlib.nullcontext()
     db = sqlite_path(uri)
     if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
+        try:  # here, the refusal names the file; from inside SQLite it would be "unable to open database file"
+            db.parent.mkdir(parents=True, exist_ok=True)
+            with open(db, "ab"):
+                pass
+        except OSError as err:
+            raise CannotWrite(err.filename or db, err) from err
         # Jobs started together (the joblib launcher, HPO workers) would otherwise race to create the schema
         # of a new store (alembic: "expected to match one row") or the same experiment (UNIQUE constraint).
         lock = FileLock(f"{db}.lock")
@@ -159,8 +165,13 @@ class RunRecord:
                 base_tags["mlflow.source.git.commit"] = commit
             run = retry_locked(self.client.create_run, experiment_id, tags={**base_tags, **(tags or {})})
             self.run_id = run.info.run_id
-            self.log_params(flatten(cfg))
-            self.log_text(OmegaConf.to_yaml(resolved(cfg)), "config.yaml")
+            try:
+                self.log_params(flatten(cfg))
+                self.log_text(OmegaConf.to_yaml(resolved(cfg)), "config.yaml")
+            except BaseException:  # e.g. an artifact folder that cannot be written: no run left RUNNING
+                with contextlib.suppress(Exception):
+                    self.client.set_terminated(self.run_id, "FAILED")
+                raise
         else:
             self._on_rank_zero("update_run", "RUNNING")
             self.set_tag("sagelab.resumed", "true")

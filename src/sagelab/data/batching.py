@@ -144,6 +144,9 @@ def make_loader(
         world_size=world,
         even_shards=train,
     )
+    # Its own generator: an iterator drawing its seed from the global RNG would make dropout depend on where
+    # a checkpoint was taken (the draw falls before it in one run and after it in the resumed one).
     return torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=pad_collate(pad_token_id), num_workers=num_workers
+        dataset, batch_sampler=sampler, collate_fn=pad_collate(pad_token_id), num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
     )

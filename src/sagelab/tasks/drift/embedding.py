@@ -111,17 +111,19 @@ def backbone_state_dict(state_dict: dict[str, Any], backbone_keys: set[str]) -> 
     return best
 
 
-def load_encoder(model_cfg: Any, checkpoint: str | Path | None = None) -> tuple[Any, Any]:
+def load_encoder(model_cfg: Any, checkpoint: str | Path | None = None,
+                 key: str = "task.encoder_checkpoint") -> tuple[Any, Any]:
     """``(model, tokenizer)``: ``model_cfg``'s encoder, with a fine-tuned checkpoint's weights if given.
 
     ``checkpoint`` is a Lightning ``.ckpt`` file or a Hugging Face model folder
-    (a ``save_pretrained`` export); its backbone weights replace the encoder's.
+    (a ``save_pretrained`` export); its backbone weights replace the encoder's. A ``.ckpt`` is unpickled as
+    tensors and plain data only; anything else is a ``ConfigError`` on ``key``.
     """
-    import torch
     from omegaconf import OmegaConf
     from transformers import AutoModel
 
     from sagelab.models import load_model, load_tokenizer
+    from sagelab.safe_io import load_checkpoint
 
     tokenizer = load_tokenizer(model_cfg)
     if checkpoint is not None and Path(checkpoint).is_dir():
@@ -130,10 +132,10 @@ def load_encoder(model_cfg: Any, checkpoint: str | Path | None = None) -> tuple[
     # every pooling reads hidden_states, so the config asks for them
     plain = OmegaConf.to_container(model_cfg, resolve=True) if OmegaConf.is_config(model_cfg) else dict(model_cfg)
     model_cfg = OmegaConf.merge(plain, {"config_overrides": {"output_hidden_states": True}})
+    blob = load_checkpoint(checkpoint, key) if checkpoint is not None else None  # refused before any model work
     model = load_model(model_cfg, AutoModel)
-    if checkpoint is not None:
-        blob = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
-        state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
+    if blob is not None:
+        state = blob.get("state_dict", blob)
         own = model.state_dict()
         picked = backbone_state_dict(state, set(own))
         if len(picked) < len(own) // 2:

@@ -110,16 +110,17 @@ class DriftTask(Task):
                 raise ConfigError("task.baseline", f"'{ref}' is neither a baseline folder nor an MLflow run id.")
 
     # -- the encoder (loaded once per command: mode=report embeds baseline and capture with it) ---------
-    def encoder(self, model_cfg: Any, checkpoint: str | None) -> tuple[Any, Any]:
+    def encoder(self, model_cfg: Any, checkpoint: str | None,
+                config_key: str = "task.encoder_checkpoint") -> tuple[Any, Any]:
+        """``config_key`` is what a refused checkpoint is blamed on: the key, or the baseline that named it."""
         from sagelab.tasks.drift.embedding import load_encoder
 
         key = json.dumps([OmegaConf.to_container(model_cfg, resolve=True), checkpoint], sort_keys=True, default=str)
         if self._encoder is None or self._encoder[2] != key:
             path = None  # a run id fetches that training run's model/final.ckpt
             if checkpoint:
-                path = resolve_artifact("task.encoder_checkpoint", checkpoint, str(self.cfg.logger.tracking_uri),
-                                        "model/final.ckpt")
-            model, tokenizer = load_encoder(model_cfg, str(path) if path else None)
+                path = resolve_artifact(config_key, checkpoint, str(self.cfg.logger.tracking_uri), "model/final.ckpt")
+            model, tokenizer = load_encoder(model_cfg, str(path) if path else None, config_key)
             self._encoder = (model, tokenizer, key)
         return self._encoder[0], self._encoder[1]
 
@@ -156,8 +157,9 @@ class DriftTask(Task):
             print(f"monitor: embedding with the baseline's model {meta['model'].get('name')} "
                   f"({meta['model'].get('name_or_path')}), not model={cfg.model.get('name')}")
         capture = read_source(str(t.capture), str(t.text_column))
-        emb, rate = self.embed(capture.texts, OmegaConf.create(meta["model"]), meta.get("encoder_checkpoint"),
-                               str(meta["pooling"]), int(meta["max_length"]))
+        model_cfg, ckpt = OmegaConf.create(meta["model"]), meta.get("encoder_checkpoint")
+        self.encoder(model_cfg, ckpt, f"task.baseline ({meta.get('ref')}: baseline.json encoder_checkpoint)")
+        emb, rate = self.embed(capture.texts, model_cfg, ckpt, str(meta["pooling"]), int(meta["max_length"]))
         return write_monitoring_reports(cfg, context, baseline, capture, emb, rate)
 
     def run_report(self, context: TaskContext) -> dict[str, Any]:

