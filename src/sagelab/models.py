@@ -22,6 +22,9 @@ from typing import Any, Mapping
 
 from omegaconf import OmegaConf
 
+#: the tokenizer outputs a Hugging Face encoder takes (labels and bookkeeping columns are not among them)
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
 
 def resolve_model_path(name_or_path: str) -> str:
     """Turn ``pkg:<module>`` into the folder that module ships; pass anything else through."""

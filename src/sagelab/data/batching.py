@@ -17,6 +17,8 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
+from sagelab.models import MODEL_INPUTS
+
 MEGABATCH_FACTOR = 50  # as HF's get_length_grouped_indices: sort within windows of 50 batches
 
 
@@ -99,7 +101,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         return len(range(self.rank, n_batches, self.world_size))
 
 
-def pad_collate(pad_token_id: int, pad_keys: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")):
+def pad_collate(pad_token_id: int, pad_keys: tuple[str, ...] = MODEL_INPUTS):
     """A collate_fn that pads the token fields of a batch of dicts to the batch's longest member."""
 
     def collate(features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

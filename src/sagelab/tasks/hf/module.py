@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import lightning as L
 import torch
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+from sagelab.models import MODEL_INPUTS
 
 
 class HFModule(L.LightningModule):

@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
 
+from sagelab.models import MODEL_INPUTS
 from sagelab.tasks.ner.manifest import Document, Entity
 
 IGNORE = -100  # the label of a position that is not the first sub-token of a word (HF's ignore index)
-MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 Spans = dict[int, tuple[int, int]]  # word id -> (start, end) in code points
 
 
@@ -82,7 +82,7 @@ def encode(tokenizer: Any, texts: Sequence[str], max_length: int, stride: int) -
     for w, doc in enumerate(owners):
         firsts = [word if word is not None and s == spans[doc][word][0] else IGNORE
                   for word, (s, _) in zip(enc.word_ids(w), enc["offset_mapping"][w])]
-        windows.append({**{k: enc[k][w] for k in MODEL_KEYS if k in enc}, "words": firsts, "doc": doc, "window": w})
+        windows.append({**{k: enc[k][w] for k in MODEL_INPUTS if k in enc}, "words": firsts, "doc": doc, "window": w})
     return windows, spans
 
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 #: bump when the feature layout changes, so stale caches are not reused
 PREPROCESS_VERSION = 1
-MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+from sagelab.models import MODEL_INPUTS  # noqa: F401  (re-exported: the QA modules select these columns)
 
 
 # -- reading ---------------------------------------------------------------
