@@ -100,7 +100,7 @@ CASES: dict[str, tuple[list[str], dict[str, bytes | Path], int, list[str]]] = {
             "wrote 3 predictions to {tmp}/answers.jsonl; skipped 3 record(s)"]),
     "predict-all-skipped": (
         [*PREDICT, "predict.input={tmp}/in.json"], {"in.json": b'[null,\n {"sentence": 1},\n {"text": "x"}]'},
-        2, ["predict.input: '{tmp}/in.json' has no usable record (3 skipped: not a JSON object (NoneType))."]),
+        2, ["predict.input: '{tmp}/in.json' has no usable record (3 skipped: not a JSON object or a string (NoneType))."]),
     "drift-capture-skips": (
         [*DRIFT, "mode=report", "task.baseline_source={tmp}/base.txt", "task.capture={tmp}/capture"],
         {"base.txt": BASELINE, "capture/b.jsonl": b"",

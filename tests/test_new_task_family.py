@@ -57,15 +57,15 @@ class ToyTask(Task):
 
         return ToyClassifier(features=self.cfg.task.features, hidden=self.cfg.model.hidden, lr=self.cfg.optim.lr)
 
-    def predict(self, context):
-        from sagelab.tasks.predict import run_predict
+    def handler(self):                # how to answer records: gives mode=predict and mode=batch_transform
+        from sagelab.inference import Handler
         from toyfamily.lightning import label
 
         def parse(value, line):       # a record, or why it is skipped
             ok = isinstance(value, dict) and isinstance(value.get("x"), list) and len(value["x"]) == self.cfg.task.features
             return value if ok else f"needs 'x', a list of {self.cfg.task.features} numbers"
 
-        return run_predict(context, parse, label)
+        return Handler(parse, label, size=lambda record: 1, fields=["x"])
 '''
 
 # -- step 2: the Lightning part, built from explicit arguments -------------------------------------------------
@@ -123,7 +123,7 @@ class ToyClassifier(L.LightningModule):
 
 def label(module, records):
     logits = module.predict_step((torch.tensor([r["x"] for r in records], dtype=torch.float32),))
-    return [{**r, "label": int(row.argmax())} for r, row in zip(records, logits)]
+    return [{"label": int(row.argmax())} for row in logits]
 '''
 
 # -- step 3: the configs. A task file names the Task class; a model file and a search space are optional -------

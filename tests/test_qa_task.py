@@ -71,7 +71,7 @@ def test_scoring_does_not_depend_on_how_evaluation_was_sharded() -> None:
 
 
 def test_read_records_names_bad_lines(tmp_path: Path) -> None:
-    from sagelab.tasks.predict import read_predict_input
+    from sagelab.transform import read_predict_input
     from sagelab.tasks.qa.task import parse_qa_record
 
     array = tmp_path / "q.json"
@@ -84,7 +84,7 @@ def test_read_records_names_bad_lines(tmp_path: Path) -> None:
 
 
 def test_table_input_rows_are_records_with_their_line(tmp_path: Path) -> None:
-    from sagelab.tasks.predict import read_predict_input
+    from sagelab.transform import read_predict_input
     from sagelab.tasks.qa.task import parse_qa_record
 
     table = tmp_path / "q.tsv"

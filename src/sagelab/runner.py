@@ -7,8 +7,9 @@ Read top to bottom, a command does this:
 2. find its checkpoint folder; if an earlier run of the same command was interrupted, resume it (same
    checkpoint, same MLflow run);
 3. open the MLflow run (rank 0 only), build the task's :class:`~sagelab.context.TaskContext` and run the
-   mode: ``train`` fits then evaluates, ``evaluate`` loads a checkpoint, ``predict`` and a task's own modes
-   get the context;
+   mode: ``train`` fits then evaluates, ``evaluate`` loads a checkpoint, ``predict`` / ``batch_transform``
+   stream a file through the task's handler, ``serve`` puts it behind HTTP, and a task's own modes get the
+   context;
 4. log metrics, cost and the final model, and close the run as FINISHED, KILLED or FAILED.
 
 SIGTERM anywhere in this (:mod:`sagelab.faults`) ends the command through the same ``finally``: the run is
@@ -94,8 +95,12 @@ class Runner:
             self._train(context, resume_ckpt)
         elif mode == "evaluate":
             self.evaluate(context, self.load_module(), self.task.datamodule())
-        elif mode == "predict":
+        elif mode in ("predict", "batch_transform"):  # one streamed transform; predict is its small-input name
             self.record.log_metrics(self.task.predict(context) or {})
+        elif mode == "serve":
+            from sagelab.serving import serve
+
+            self.record.log_metrics(serve(context, self.task.handler()))
 
     def _say_stopped(self) -> None:
         if not self.is_global_zero:

@@ -10,7 +10,9 @@ What a task declares:
   like the top-level schema in :mod:`sagelab.schema`);
 * ``model_kinds`` -- the ``model.kind`` values it trains (transformer, gnn ...);
 * ``lightning_modes`` -- which of train / evaluate / predict it supports through Lightning;
-* :meth:`extra_modes` -- its own modes (drift's ``baseline``, link prediction's ``recommend``).
+* :meth:`extra_modes` -- its own modes (drift's ``baseline``, link prediction's ``recommend``);
+* :meth:`handler` -- how it answers records (:class:`~sagelab.inference.Handler`), which gives it
+  ``mode=predict`` and ``mode=batch_transform``, and ``mode=serve`` when ``serves`` is set.
 
 What it gets: its config at construction, and a :class:`~sagelab.context.TaskContext` in the hooks that run
 inside a command (``predict``, ``on_evaluated`` and its own modes) -- never the runner.
@@ -29,6 +31,7 @@ if TYPE_CHECKING:  # heavy imports stay out of start-up
     import lightning as L
 
     from sagelab.context import TaskContext
+    from sagelab.inference import Handler
 
 Mode = Callable[["TaskContext"], "dict[str, Any] | None"]
 
@@ -46,6 +49,8 @@ class Task:
     supports_holdout: ClassVar[bool] = False
     #: whether the task can train in several processes (strategy=ddp/fsdp)
     supports_multiprocess: ClassVar[bool] = True
+    #: whether ``mode=serve`` may put :meth:`handler` behind an HTTP endpoint
+    serves: ClassVar[bool] = False
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
@@ -97,9 +102,15 @@ class Task:
     def module(self) -> L.LightningModule:
         raise NotImplementedError(f"task {self.name} has no LightningModule")
 
+    def handler(self) -> Handler:
+        """How this task answers records: predict, batch transform, serve and the logged MLflow model use it."""
+        raise NotImplementedError(f"task {self.name} does not answer records")
+
     def predict(self, context: TaskContext) -> dict[str, Any]:
-        """``mode=predict``: answer ``cfg.predict.input``; return summary metrics."""
-        raise NotImplementedError(f"task {self.name} does not support mode=predict")
+        """``mode=predict`` / ``mode=batch_transform``: answer ``cfg.predict.input`` through :meth:`handler`."""
+        from sagelab.transform import run_transform
+
+        return run_transform(context, self.handler())
 
     def on_evaluated(self, context: TaskContext, module: L.LightningModule, metrics: dict[str, float]) -> None:
         """Hook after evaluation, on global rank 0 only, e.g. to log prediction artifacts."""
@@ -108,5 +119,11 @@ class Task:
     def extra_modes(self) -> dict[str, Mode]:
         return {}
 
+    def answers_records(self) -> bool:
+        return type(self).handler is not Task.handler
+
     def modes(self) -> tuple[str, ...]:
-        return self.lightning_modes + tuple(self.extra_modes())
+        inference: tuple[str, ...] = ()
+        if self.answers_records() and "predict" in self.lightning_modes:
+            inference = ("batch_transform", "serve") if self.serves else ("batch_transform",)
+        return self.lightning_modes + inference + tuple(self.extra_modes())

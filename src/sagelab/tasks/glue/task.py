@@ -20,7 +20,7 @@ from sagelab.tasks.base import Task
 from sagelab.tasks.glue.formats import LAYOUTS, is_local_source
 
 if TYPE_CHECKING:
-    from sagelab.context import TaskContext
+    from sagelab.inference import Handler
     from sagelab.tasks.glue.data import GlueDataModule
     from sagelab.tasks.glue.module import SequenceClassifier
 
@@ -44,6 +44,7 @@ class GlueTask(Task):
     config_class = GlueConfig
     model_kinds = ("transformer",)
     supports_holdout = True
+    serves = True
 
     def check(self) -> None:
         task = self.cfg.task
@@ -77,10 +78,11 @@ class GlueTask(Task):
             lr=optim.lr, weight_decay=optim.weight_decay, warmup_ratio=optim.warmup_ratio,
         )
 
-    def predict(self, context: TaskContext) -> dict[str, Any]:
-        """Label each record of ``predict.input`` (JSON Lines or a JSON array of objects with the text fields)."""
+    def handler(self) -> Handler:
+        """Label records holding the task's text fields: ``{"label", "probability"}``, or ``{"score"}`` for
+        regression."""
+        from sagelab.inference import Handler, text_fields_parser
         from sagelab.models import load_tokenizer
-        from sagelab.tasks.predict import run_predict, text_fields_parser
         from sagelab.tasks.glue.module import label_batch
 
         fields = list(self.cfg.task.text_fields)
@@ -88,7 +90,7 @@ class GlueTask(Task):
         max_length = int(self.cfg.data.max_length)
 
         def answer(module: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            answers = label_batch(module, tokenizer, [[r[f] for r in records] for f in fields], max_length)
-            return [{**record, **result} for record, result in zip(records, answers)]
+            return label_batch(module, tokenizer, [[r[f] for r in records] for f in fields], max_length)
 
-        return run_predict(context, text_fields_parser(fields), answer)
+        example = "a gripping, beautifully shot film" if len(fields) == 1 else ["The cat sat.", "A cat was sitting."]
+        return Handler(text_fields_parser(fields), answer, example=example, fields=fields)

@@ -15,7 +15,6 @@ Cheap to import: manifests are checked here before torch is.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -28,6 +27,7 @@ from sagelab.tasks.base import Task
 
 if TYPE_CHECKING:
     from sagelab.context import TaskContext
+    from sagelab.inference import Handler
     from sagelab.tasks.ner.data import NERDataModule
     from sagelab.tasks.ner.module import TokenClassifier
 
@@ -68,6 +68,9 @@ class NERConfig(TaskBlock):
 class NERTask(Task):
     config_class = NERConfig
     model_kinds = ("transformer",)
+    #: what mode=predict counts, and the run its labelling job is named after
+    entities_found: int = 0
+    labelling_run: str | None = None
 
     def manifests(self) -> dict[str, str | None]:
         task = self.cfg.task
@@ -116,23 +119,31 @@ class NERTask(Task):
             context.tracker.log_dict(report, f"ner/{stage}_report.json")
             context.tracker.log_text(table, f"ner/{stage}_report.md")
 
-    def predict(self, context: TaskContext) -> dict[str, Any]:
-        """Pre-label a Ground Truth input manifest (``{"source": text}`` lines) into an output manifest."""
+    def handler(self) -> Handler:
+        """Pre-label Ground Truth input manifest lines (``{"source": text}``) into output-manifest lines."""
+        from sagelab.inference import Handler
         from sagelab.models import load_tokenizer
         from sagelab.tasks.ner.manifest import labelled, parse_source
         from sagelab.tasks.ner.module import label_texts
-        from sagelab.tasks.predict import run_predict
 
         cfg, task = self.cfg, self.cfg.task
         tokenizer, labels, attribute = load_tokenizer(cfg.model), list(task.labels), str(task.label_attribute)
-        job_name, counts = f"sagelab/{self.name}/{context.run_id}", Counter()
+        job_name = f"sagelab/{self.name}/{self.labelling_run or 'served'}"
 
         def answer(module: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             found = label_texts(module, tokenizer, [r["source"] for r in records], int(cfg.data.max_length),
                                 int(task.stride), int(cfg.optim.eval_batch_size))
-            counts["predict/entities"] += sum(len(entities) for entities in found)
+            self.entities_found += sum(len(entities) for entities in found)
             return [labelled(record, attribute, labels, [e for e, _ in entities], [c for _, c in entities],
                              job_name, human=False) for record, entities in zip(records, found)]
 
-        metrics = run_predict(context, lambda value, line: parse_source(value) or value, answer, artifact_dir="ner")
-        return {**metrics, **counts}
+        return Handler(lambda value, line: parse_source(value) or value, answer,
+                       example={"source": "Meet me at the Empire State Building on Friday"}, fields=["source"])
+
+    def predict(self, context: TaskContext) -> dict[str, Any]:
+        """An output manifest in ``predict.output`` (and the run's ``ner/`` folder); counts the entities found."""
+        from sagelab.transform import run_transform
+
+        self.entities_found, self.labelling_run = 0, context.run_id
+        metrics = run_transform(context, self.handler(), artifact_dir="ner")
+        return {**metrics, "predict/entities": self.entities_found}

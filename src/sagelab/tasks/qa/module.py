@@ -101,11 +101,14 @@ def score_rows(
 
 def answer_records(module: QuestionAnswerer, tokenizer: Any, records: list[dict[str, Any]], max_seq_length: int,
                    doc_stride: int, n_best_size: int, max_answer_length: int) -> list[dict[str, Any]]:
-    """Best answer (text, character span, score, probability) for each record, in input order."""
+    """Best answer (text, character span, score, probability) for each record, in input order.
+
+    Records are keyed by their position, not their ``id``: a served batch mixes requests whose ids may repeat."""
     from sagelab.data.batching import pad_collate
     from sagelab.tasks.qa.postprocess import postprocess_qa_predictions
     from sagelab.tasks.qa.squad import MODEL_INPUTS, prepare_eval_features
 
+    records = [{"id": str(i), "question": r["question"], "context": r["context"]} for i, r in enumerate(records)]
     columns = {k: [r[k] for r in records] for k in ("id", "question", "context")}
     feats = prepare_eval_features(columns, tokenizer, max_seq_length, doc_stride)
     inputs = [{k: feats[k][i] for k in MODEL_INPUTS if k in feats} for i in range(len(feats["input_ids"]))]
@@ -124,7 +127,7 @@ def answer_records(module: QuestionAnswerer, tokenizer: Any, records: list[dict[
     results = []
     for record in records:
         best = nbest[record["id"]][0]
-        results.append({**record, "answer": best["text"], "start": best["offsets"][0], "end": best["offsets"][1],
+        results.append({"answer": best["text"], "start": best["offsets"][0], "end": best["offsets"][1],
                         "score": best["score"], "probability": best["probability"],
                         "alternatives": [p["text"] for p in nbest[record["id"]][1:4]]})
     return results

@@ -23,6 +23,7 @@ from sagelab.tasks.qa.squad import looks_like_path
 
 if TYPE_CHECKING:
     from sagelab.context import TaskContext
+    from sagelab.inference import Handler
     from sagelab.tasks.qa.data import SquadDataModule
     from sagelab.tasks.qa.module import QuestionAnswerer
 
@@ -45,6 +46,7 @@ class QAConfig(TaskBlock):
 class QATask(Task):
     config_class = QAConfig
     model_kinds = ("transformer",)
+    serves = True
 
     def check(self) -> None:
         task = self.cfg.task
@@ -81,24 +83,26 @@ class QATask(Task):
             context.tracker.log_dict(module.last_predictions, "qa/predictions.json")
             context.tracker.log_dict(module.last_nbest, "qa/nbest_predictions.json")
 
-    def predict(self, context: TaskContext) -> dict[str, Any]:
-        """Answer each {question, context} record of ``predict.input`` (JSON Lines or a JSON array)."""
+    def handler(self) -> Handler:
+        """Answer ``{"question", "context"}`` records: the best span, its score and probability, and runners-up."""
+        from sagelab.inference import Handler
         from sagelab.models import load_tokenizer
-        from sagelab.tasks.predict import run_predict
         from sagelab.tasks.qa.module import answer_records
 
         task, tokenizer = self.cfg.task, load_tokenizer(self.cfg.model)
-        path = self.cfg.predict.input
 
         def answer(module: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            answers = answer_records(module, tokenizer, records, int(task.max_seq_length), int(task.doc_stride),
-                                     int(task.n_best_size), int(task.max_answer_length))
-            for result in answers:
-                print(f"{path}:{result['line']}: {result['answer']!r} "
-                      f"(score {result['score']:.2f}, probability {result['probability']:.2f})")
-            return answers
+            return answer_records(module, tokenizer, records, int(task.max_seq_length), int(task.doc_stride),
+                                  int(task.n_best_size), int(task.max_answer_length))
 
-        return run_predict(context, parse_qa_record, answer, artifact_dir="qa")
+        example = {"question": "Where do the ducks go?", "context": "In winter the ducks fly south to the lakes."}
+        return Handler(parse_qa_record, answer, example=example, fields=["question", "context"])
+
+    def predict(self, context: TaskContext) -> dict[str, Any]:
+        """Answers go to ``predict.output`` and the MLflow run's ``qa/`` folder."""
+        from sagelab.transform import run_transform
+
+        return run_transform(context, self.handler(), artifact_dir="qa")
 
 
 def parse_qa_record(value: Any, line: int) -> dict[str, Any] | str:

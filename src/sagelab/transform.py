@@ -1,6 +1,7 @@
-"""``mode=predict`` for any task family: records in, one JSON answer a line out, in input order.
+"""``mode=predict`` / ``mode=batch_transform`` for any task family: records in, one JSON answer a line out,
+in input order.
 
-The task says how to read one record (:data:`Parse`) and how to answer a batch of them (:data:`Answer`);
+The task's :class:`~sagelab.inference.Handler` says how to read one record and how to answer a batch of them;
 this loop owns the rest: reading JSON Lines, a JSON array or a ``.tsv``/``.csv`` whose header names the
 fields a record needs (each row is then a record of strings), counting and listing skipped records (file,
 line, reason), batching by ``optim.eval_batch_size``, writing ``predict.output`` and logging it. An input
@@ -9,21 +10,17 @@ where every record is skipped is a configuration error (exit 2), not an empty su
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from sagelab.config import ConfigError, check_file
+from sagelab.inference import Handler, Parse, output_line
 from sagelab.readers import BadLine, read_json_records
 from sagelab.readers.lines import print_skipped
 from sagelab.readers.tables import TABLE_SUFFIXES, read_rows
 
 if TYPE_CHECKING:
     from sagelab.context import TaskContext
-
-Parse = Callable[[Any, int], "dict[str, Any] | str"]  # (value, line) -> the record, or why it is skipped
-Answer = Callable[[Any, list], "list[dict[str, Any]]"]  # (module, records) -> one answer per record
-
 
 def read_predict_input(path: Path, parse: Parse) -> tuple[list[dict[str, Any]], list[BadLine]]:
     bad: list[BadLine] = []
@@ -41,28 +38,12 @@ def read_predict_input(path: Path, parse: Parse) -> tuple[list[dict[str, Any]], 
     return records, sorted(bad, key=lambda b: b.line)
 
 
-def text_fields_parser(fields: list[str]) -> Parse:
-    """Records that are JSON objects holding a non-empty string in each of ``fields``."""
-
-    def parse(value: Any, line: int) -> dict[str, Any] | str:
-        if not isinstance(value, dict):
-            return f"not a JSON object ({type(value).__name__})"
-        for name in fields:
-            text = value.get(name)
-            if not isinstance(text, str) or not text.strip():
-                kind = "missing" if text is None else f"a {type(text).__name__}" if not isinstance(text, str) else "empty"
-                return f"field {name!r} is {kind}, not text"
-        return value
-
-    return parse
-
-
-def run_predict(context: TaskContext, parse: Parse, answer: Answer, artifact_dir: str | None = None) -> dict[str, Any]:
+def run_transform(context: TaskContext, handler: Handler, artifact_dir: str | None = None) -> dict[str, Any]:
     import torch
 
     cfg = context.cfg
     path = check_file("predict.input", str(cfg.predict.input or ""), "input file")
-    records, bad = read_predict_input(path, parse)
+    records, bad = read_predict_input(path, handler.parse)
     print_skipped(bad)
     if not records:
         raise ConfigError("predict.input", f"'{path}' has no usable record ({len(bad)} skipped"
@@ -73,8 +54,9 @@ def run_predict(context: TaskContext, parse: Parse, answer: Answer, artifact_dir
     step = int(cfg.optim.eval_batch_size)
     with open(out_path, "w", encoding="utf-8") as out, torch.no_grad():
         for start in range(0, len(records), step):
-            for result in answer(module, records[start : start + step]):
-                out.write(json.dumps(result) + "\n")
+            batch = records[start : start + step]
+            for record, result in zip(batch, handler.answer(module, batch)):
+                out.write(output_line(record, result) + "\n")
     print(f"wrote {len(records)} predictions to {out_path}; skipped {len(bad)} record(s)")
     context.tracker.log_artifact(out_path, artifact_dir)
     return {"predict/records": len(records), "predict/skipped": len(bad)}
