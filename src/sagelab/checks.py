@@ -29,6 +29,14 @@ def open_fraction(value: Any) -> str | None:
     return None if value is None or 0 < value < 1 else f"must be between 0 and 1 (exclusive), got {value!r}."
 
 
+def percentage(value: Any) -> str | None:
+    return None if value is None or 0 <= value <= 100 else f"is a percentage (0..100), got {value!r}."
+
+
+def port_number(value: Any) -> str | None:
+    return None if value is None or 0 <= value <= 65535 else f"is a TCP port (0..65535; 0 = any free one), got {value!r}."
+
+
 def auto_or_number(value: Any) -> str | None:
     if (isinstance(value, str) and value.strip().lower() == "auto") or (
         isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -23,7 +23,8 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sagelab.checks import Check, positive, non_negative, fraction, at_least_one, holdout_size, thread_count, one_of, each
+from sagelab.checks import (Check, at_least_one, each, fraction, holdout_size, non_negative, one_of, percentage, port_number,
+                            positive, thread_count)
 from sagelab.config import ConfigError
 
 def checked(default: Any = MISSING, *checks: Check, **kwargs: Any) -> Any:
@@ -86,6 +87,31 @@ class CheckpointConfig:
 class PredictConfig:
     input: Optional[str] = None
     output: str = MISSING
+
+
+@dataclass(kw_only=True)
+class CaptureConfig:
+    enabled: bool = False
+    dir: str = MISSING
+    sampling_percentage: float = checked(100.0, percentage)
+    max_file_records: int = checked(1000, positive)
+    trust_time_header: bool = False  # X-Sagelab-Inference-Time dates a request (replays, simulations)
+
+
+@dataclass(kw_only=True)
+class ServeConfig:
+    """``mode=serve``: the endpoint (sagelab.serving)."""
+
+    host: str = "127.0.0.1"
+    port: int = checked(8080, port_number)
+    workers: int = checked(1, positive)
+    max_batch_size: int = checked(32, positive)
+    max_batch_delay_ms: float = checked(10.0, non_negative)
+    max_payload_mb: float = checked(6.0, positive)
+    drain_timeout_s: int = checked(30, positive)
+    endpoint_name: str = MISSING
+    variant_name: str = "AllTraffic"
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
 
 
 @dataclass(kw_only=True)
@@ -180,6 +206,7 @@ class SagelabConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     callbacks: dict[str, Any] = field(default_factory=dict)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     instance: InstanceConfig = field(default_factory=InstanceConfig)

@@ -6,8 +6,9 @@ synthetic arrays.
 
 * per record: average cosine similarity to the baseline (``unit_mean`` trick);
   a record scoring below the threshold is a violation;
-* per window (the whole capture, or consecutive windows of ``window_size``
-  records in capture order): MMD^2 with a permutation p-value, the
+* per window (the whole capture, consecutive windows of ``window_size``
+  records in capture order, or -- ``task.window=hour`` -- one window per hour of
+  inference time, the seed's hourly monitoring schedule): MMD^2 with a permutation p-value, the
   domain-classifier AUC and the distance between mean embeddings; drift is
   declared when ``p < alpha``.
 """
@@ -15,7 +16,7 @@ synthetic arrays.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -40,6 +41,7 @@ class WindowResult:
     violation_rate: float
     mean_score: float
     drift: bool
+    label: str = ""  # the hour (2026-12-02T21) or the record range
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -77,6 +79,19 @@ def window_bounds(n: int, window_size: int | None) -> list[tuple[int, int]]:
     return bounds
 
 
+def hour_bounds(inference_times: Sequence[str | None]) -> list[tuple[int, int, str]]:
+    """``[start, stop, hour)`` for each run of records captured in the same hour (``YYYY-MM-DDTHH``, UTC as
+    SageMaker writes it). Capture folders are read in path order, ``yyyy/mm/dd/hh``, so an hour is one run."""
+    keys = [(t or "")[:13] or "unknown" for t in inference_times]
+    bounds: list[tuple[int, int, str]] = []
+    for i, key in enumerate(keys):
+        if bounds and bounds[-1][2] == key:
+            bounds[-1] = (bounds[-1][0], i + 1, key)
+        else:
+            bounds.append((i, i + 1, key))
+    return bounds
+
+
 def reference_sample(embeddings: np.ndarray, max_reference: int | None, seed: int) -> np.ndarray:
     """At most ``max_reference`` reference rows, drawn without replacement (MMD cost grows as N^2)."""
     if not max_reference or len(embeddings) <= max_reference:
@@ -91,16 +106,22 @@ def analyse(
     threshold: Threshold,
     alpha: float = 0.05,
     window_size: int | None = None,
+    hours: Sequence[str | None] | None = None,
     n_permutations: int = 500,
     max_reference: int | None = 1000,
     classifier_folds: int = 5,
     seed: int = 0,
 ) -> MonitorResult:
-    """Per-record scores and per-window two-sample statistics for ``embeddings``."""
+    """Per-record scores and per-window two-sample statistics for ``embeddings``; windows by hour when the records'
+    inference ``hours`` are given, else by ``window_size``."""
     scores = cosine_scores(embeddings, baseline.unit_mean) if len(embeddings) else np.zeros(0)
     reference = reference_sample(np.asarray(baseline.embeddings, dtype=np.float64), max_reference, seed)
     result = MonitorResult(scores=scores, threshold=threshold, alpha=alpha)
-    for i, (start, stop) in enumerate(window_bounds(len(embeddings), window_size)):
+    if hours is not None:
+        windows = hour_bounds(hours)
+    else:
+        windows = [(a, b, f"records {a}-{b - 1}") for a, b in window_bounds(len(embeddings), window_size)]
+    for i, (start, stop, label) in enumerate(windows):
         current = np.asarray(embeddings[start:stop], dtype=np.float64)
         window_scores = scores[start:stop]
         if len(current) >= 2:
@@ -123,6 +144,7 @@ def analyse(
                 violation_rate=violation_rate(window_scores, threshold.value),
                 mean_score=float(np.mean(window_scores)),
                 drift=bool(np.isfinite(p) and p < alpha),
+                label=label,
             )
         )
     return result

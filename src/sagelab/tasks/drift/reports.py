@@ -115,7 +115,8 @@ def write_monitoring_reports(
 
     Files go to ``<context.output_dir>/monitor/`` and to the MLflow artifact folder ``monitor/``:
     ``constraint_violations.json``, ``statistics.json``, ``score_histogram.png`` and
-    ``scores.jsonl`` (every record with its score, file and line) and, with
+    ``scores.jsonl`` (every record with its score, file and line), per window (when there are several)
+    ``windows/<hour or records a-b>/{constraint_violations,statistics}.json`` and, with
     ``task.save_embeddings``, ``embeddings.npy`` (for re-analysis without re-embedding).
     """
     import json
@@ -133,6 +134,7 @@ def write_monitoring_reports(
         threshold,
         alpha=float(t.alpha),
         window_size=int(t.window_size) if t.get("window_size") else None,
+        hours=[r.inference_time for r in capture.records] if t.window == "hour" else None,
         n_permutations=int(t.n_permutations),
         max_reference=int(t.max_reference) if t.get("max_reference") else None,
         classifier_folds=int(t.classifier_folds),
@@ -157,6 +159,14 @@ def write_monitoring_reports(
     folder = context.output_dir / "monitor"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "constraint_violations.json").write_text(json.dumps(jsonable(violations), indent=2))
+    if len(result.windows) > 1:  # one report per window too, as a monitoring schedule writes one per execution
+        for w in result.windows:
+            part = violations_report(capture.records[w.start : w.stop], result.scores[w.start : w.stop], threshold,
+                                     t.get("endpoint_name"), t.get("monitoring_schedule_name"))
+            window_folder = folder / "windows" / w.label.replace(" ", "_")
+            window_folder.mkdir(parents=True, exist_ok=True)
+            (window_folder / "constraint_violations.json").write_text(json.dumps(jsonable(part), indent=2))
+            (window_folder / "statistics.json").write_text(json.dumps(jsonable(w.as_dict()), indent=2))
     (folder / "statistics.json").write_text(json.dumps(jsonable(stats), indent=2))
     with open(folder / "scores.jsonl", "w") as out:
         for record, score in zip(capture.records, result.scores):
@@ -195,6 +205,9 @@ def write_monitoring_reports(
         window_metrics = {"window/p_value": w.p_value, "window/mmd2": w.mmd2, "window/classifier_auc": w.classifier_auc,
                           "window/violation_rate": w.violation_rate, "window/mean_score": w.mean_score}
         context.tracker.log_metrics({k: v for k, v in window_metrics.items() if np.isfinite(v)}, step=w.index)
+    for w in result.windows if len(result.windows) > 1 else []:
+        print(f"monitor: window {w.label}: {w.stop - w.start} records, MMD p={w.p_value:.4f}, "
+              f"{w.violations} violation(s) -> {'DRIFT' if w.drift else 'no drift'}")
     print_skipped(capture.bad_lines, limit=20, rest=f"; all in {folder / 'statistics.json'}")
     verdict = "DRIFT" if result.drift else "no drift"
     print(f"monitor: {len(result.scores)} records ({len(capture.bad_lines)} bad lines skipped), "

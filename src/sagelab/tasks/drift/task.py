@@ -62,6 +62,7 @@ class DriftConfig(TaskBlock):
     threshold: Any = checked(MISSING, auto_or_number)  # auto (calibrated to fpr) or a fixed number
     fpr: float = checked(MISSING, open_fraction)
     alpha: float = checked(MISSING, open_fraction)
+    window: str = checked("records", one_of("records", "hour"))
     window_size: Optional[int] = checked(MISSING, positive)
     n_permutations: int = checked(MISSING, positive)
     max_reference: Optional[int] = checked(MISSING, positive)
@@ -99,6 +100,8 @@ class DriftTask(Task):
             ckpt = t.get("encoder_checkpoint")
             if ckpt and not Path(str(ckpt)).exists() and not looks_like_run_id(str(ckpt)):
                 raise ConfigError("task.encoder_checkpoint", f"'{ckpt}' is neither a file/folder nor an MLflow run id.")
+        if t.window == "hour" and t.get("window_size"):
+            raise ConfigError("task.window_size", "windows are hours under task.window=hour; leave window_size null.")
         if mode in ("monitor", "report"):
             if not t.get("capture"):
                 raise ConfigError("task.capture", "is required for mode=monitor: a capture .jsonl file or folder "
