@@ -11,7 +11,7 @@ from sagelab.tasks.drift.baseline import Baseline, summary
 from sagelab.tasks.drift.calibration import calibrate_threshold, fixed_threshold, violation_rate
 from sagelab.tasks.drift.classifier import domain_classifier_auc
 from sagelab.tasks.drift.mmd import mmd_test
-from sagelab.tasks.drift.monitor import analyse, choose_threshold, statistics, window_bounds
+from sagelab.tasks.drift.monitor import analyse, choose_threshold, hour_bounds, statistics, window_bounds
 from sagelab.tasks.drift.scoring import cosine_scores, seed_cosine_scores, unit_mean
 
 
@@ -152,6 +152,23 @@ def test_analyse_flags_shifted_window_and_low_scoring_records() -> None:
     assert first.violation_rate <= 0.15 and second.violation_rate > 0.9
     assert second.classifier_auc > 0.9 > first.classifier_auc
     assert summary(res.scores)["count"] == 120
+
+
+def test_hour_windows_follow_the_inference_time() -> None:
+    times = ["2026-01-05T10:00:01Z", "2026-01-05T10:59:59Z", "2026-01-05T11:00:00Z", None, None]
+    assert hour_bounds(times) == [(0, 2, "2026-01-05T10"), (2, 3, "2026-01-05T11"), (3, 5, "unknown")]
+
+    rng = np.random.default_rng(7)
+    direction = np.zeros(16)
+    direction[0] = 3.0
+    base_emb = rng.normal(size=(150, 16)) + direction
+    baseline = Baseline(base_emb, cosine_scores(rng.normal(size=(100, 16)) + direction, unit_mean(base_emb)))
+    embeddings = np.vstack([rng.normal(size=(50, 16)) + direction, rng.normal(size=(70, 16)) - direction])
+    hours = ["2026-01-05T10:30:00Z"] * 50 + ["2026-01-05T11:30:00Z"] * 70
+    res = analyse(baseline, embeddings, choose_threshold("auto", 0.05, baseline), alpha=0.01, window_size=None,
+                  hours=hours, n_permutations=199)
+    assert [(w.label, w.start, w.stop, w.drift) for w in res.windows] == [
+        ("2026-01-05T10", 0, 50, False), ("2026-01-05T11", 50, 120, True)]
 
 
 def test_analyse_with_no_good_records_still_reports() -> None:

@@ -45,6 +45,7 @@ def review_texts(domain: str, n: int) -> list[str]:
         ("task.calibration_fraction=0", "task.calibration_fraction"),
         ("task.threshold=high", "task.threshold"),
         ("task.window_size=0", "task.window_size"),
+        ("task.window=day", "task.window"),
         ("task.n_permutations=abc", "task.n_permutations"),
         ("task.baseline_limit=2.5", "task.baseline_limit"),
         ("+task.foo=1", "task.foo"),
