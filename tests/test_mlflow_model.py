@@ -209,6 +209,22 @@ def test_a_module_that_is_not_a_hugging_face_model_is_stored_as_its_state_dict(t
     assert [a["label"] for a in answers] == [1, 0]
 
 
+def test_a_run_logged_before_the_mlflow_model_still_loads_by_run_id(tmp_path):
+    """Older runs logged final.ckpt as model/final.ckpt: a bare run id still finds it."""
+    from mlflow import MlflowClient
+
+    from sagelab.tracking import resolve_model
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("old", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    (tmp_path / "final.ckpt").write_bytes(b"weights")
+    client.log_artifact(run_id, str(tmp_path / "final.ckpt"), "model")
+    path = resolve_model("checkpoint.load", run_id, uri)
+    assert path.name == "final.ckpt" and path.read_bytes() == b"weights"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
