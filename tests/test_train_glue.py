@@ -37,8 +37,9 @@ def test_run_is_recorded_in_mlflow(trained):
     from mlflow import MlflowClient
 
     artifacts = {a.path for a in MlflowClient().list_artifacts(run["run_id"])}
-    assert {"config.yaml", "model"} <= artifacts
-    assert [a.path for a in MlflowClient().list_artifacts(run["run_id"], "model")] == ["model/final.ckpt"]
+    assert {"config.yaml", "checkpoint"} <= artifacts  # the MLflow model is a LoggedModel, listed by its path
+    assert [a.path for a in MlflowClient().list_artifacts(run["run_id"], "checkpoint")] == ["checkpoint/final.ckpt"]
+    assert "model/MLmodel" in {a.path for a in MlflowClient().list_artifacts(run["run_id"], "model")}
 
 
 def test_train_logs_loss_per_step(trained):

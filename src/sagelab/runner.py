@@ -10,7 +10,7 @@ Read top to bottom, a command does this:
    mode: ``train`` fits then evaluates, ``evaluate`` loads a checkpoint, ``predict`` / ``batch_transform``
    stream a file through the task's handler, ``serve`` puts it behind HTTP, and a task's own modes get the
    context;
-4. log metrics, cost and the final model, and close the run as FINISHED, KILLED or FAILED.
+4. log metrics, cost and the final model (checkpoint and MLflow model), and close the run as FINISHED, KILLED or FAILED.
 
 SIGTERM anywhere in this (:mod:`sagelab.faults`) ends the command through the same ``finally``: the run is
 closed KILLED, the state file stays resumable, and the exit status is 143.
@@ -144,8 +144,18 @@ class Runner:
             final = self.checkpoint_dir / "final.ckpt"
             trainer.save_checkpoint(final, weights_only=True)
             if self.is_global_zero:
-                self.record.log_artifact(final, "model")
+                self.record.log_artifact(final, "checkpoint")
+                self._log_mlflow_model(final)
         self._write_state(completed=True)  # only now: a run stopped before this resumes
+
+    def _log_mlflow_model(self, final: Path) -> None:
+        if not self.task.answers_records():
+            print(f"sagelab: task {self.task.name} answers no records, so no MLflow model is logged "
+                  f"(the checkpoint is checkpoint/final.ckpt).", file=sys.stderr)
+            return
+        from sagelab import mlflow_model
+
+        mlflow_model.log(self.record, self.task, self.cfg, final)
 
     def fit(self, module: Any, datamodule: Any, resume_ckpt: Path | None = None) -> Any:
         """Train with checkpoints every ``checkpoint.every_n_steps`` and spot-style interruption."""
@@ -231,8 +241,9 @@ class Runner:
             write_state(self.checkpoint_dir, run_id=self.run_id, completed=completed)
 
     def load_module(self) -> Any:
-        """``task.module()`` with the weights of ``checkpoint.load`` (a .ckpt or an MLflow run id),
-        or of this command's last training run. Only tensors and plain data are unpickled."""
+        """``task.module()`` with the weights of ``checkpoint.load`` (a .ckpt, an MLflow run id or model URI:
+        resolved by :func:`sagelab.tracking.resolve_model`), or of this command's last training run. Only tensors
+        and plain data are unpickled."""
         source = self.cfg.checkpoint.get("load")
         if source is None:
             path = self.checkpoint_dir / "final.ckpt"
@@ -240,17 +251,20 @@ class Runner:
                 path = self.checkpoint_dir / "last.ckpt"
             if not path.exists():
                 raise ConfigError("checkpoint.load", f"no checkpoint given and none found in {self.checkpoint_dir}; "
-                                  "pass a .ckpt path or an MLflow run id.")
+                                  "pass a .ckpt path, an MLflow run id or a runs:/ or models:/ URI.")
         else:
-            path = tracking.resolve_artifact("checkpoint.load", str(source), str(self.cfg.logger.tracking_uri),
-                                             "model/final.ckpt")
+            path = tracking.resolve_model("checkpoint.load", str(source), str(self.cfg.logger.tracking_uri))
+        if self.record:
+            self.record.set_tag("checkpoint.loaded", str(source or path))
+        if path.is_dir():
+            from sagelab import mlflow_model
+
+            return mlflow_model.load_module(path, self.task)
         state = load_checkpoint(path, "checkpoint.load").get("state_dict")
         if not isinstance(state, dict):
             raise ConfigError("checkpoint.load", f"'{path}' has no state_dict: not a Lightning checkpoint.")
         module = self.task.module()
         module.load_state_dict(state)
-        if self.record:
-            self.record.set_tag("checkpoint.loaded", str(path))
         return module
 
     def _print_summary(self, wall: float) -> None:

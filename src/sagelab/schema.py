@@ -79,7 +79,7 @@ class CheckpointConfig:
     run_only_keys: list[str] = field(default_factory=list)
     every_n_steps: int = checked(50, non_negative)
     resume: str = "auto"
-    load: Optional[str] = None
+    load: Optional[str] = None  # .ckpt, MLflow run id, runs:/<id>/model, models:/<name>/<version> or @<alias>
     save_model: bool = True
 
 
@@ -149,6 +149,7 @@ class LoggerConfig:
     experiment_name: str = MISSING
     run_name: Optional[str] = None
     parent_run_id: Optional[str] = None
+    register_as: Optional[str] = None  # register a training run's MLflow model under this name
     log_every_n_steps: int = 10
 
 

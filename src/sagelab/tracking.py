@@ -4,7 +4,8 @@ A run carries the composed config (``config.yaml`` artifact and flattened
 params with the same names across runs, so MLflow's compare view and
 ``mlflow.search_runs`` line them up), tags for git commit, instance, model and
 strategy, per-step and per-epoch metrics (through :class:`RunLogger`, a
-Lightning logger), cost, the final model, and its end state: FINISHED, KILLED
+Lightning logger), cost, the final model (``checkpoint/final.ckpt``, and the
+MLflow model ``model`` of :mod:`sagelab.mlflow_model`), and its end state: FINISHED, KILLED
 (interrupted; re-running the command resumes it) or FAILED with the error text.
 Only global rank 0 talks to MLflow.
 """
@@ -229,15 +230,20 @@ class RunRecord:
 
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+#: where a training run keeps final.ckpt; ``model/final.ckpt`` is where runs logged it before the MLflow model
+CHECKPOINT_ARTIFACTS = ("checkpoint/final.ckpt", "model/final.ckpt")
+MODEL_URI = re.compile(r"^(?:runs:/(?P<run>[0-9a-f]{32})/(?P<path>[^/].*)"
+                       r"|models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+)))$")
 
 
 def looks_like_run_id(ref: str) -> bool:
     return bool(RUN_ID.match(ref))
 
 
-def resolve_artifact(key: str, ref: str, tracking_uri: str, artifact_path: str) -> Path:
+def resolve_artifact(key: str, ref: str, tracking_uri: str, artifact_path: str | tuple[str, ...]) -> Path:
     """``ref`` as a local path: an existing file or folder as it is, an MLflow run id as that run's
-    ``artifact_path`` downloaded. Anything else is a :class:`ConfigError` on ``key``."""
+    ``artifact_path`` downloaded (the first of several that exists). Anything else is a :class:`ConfigError`
+    on ``key``."""
     if Path(ref).exists():
         return Path(ref)
     if not looks_like_run_id(ref):
@@ -245,11 +251,66 @@ def resolve_artifact(key: str, ref: str, tracking_uri: str, artifact_path: str) 
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
+    paths = (artifact_path,) if isinstance(artifact_path, str) else artifact_path
+    for path in paths:
+        try:
+            return Path(mlflow.artifacts.download_artifacts(run_id=ref, artifact_path=path))
+        except Exception as err:  # MLflow raises its own exception types per store
+            error = err
+    raise ConfigError(key, f"MLflow run '{ref}' has no artifact {' or '.join(paths)} in {tracking_uri} "
+                      f"({type(error).__name__}).") from error
+
+
+def resolve_model(key: str, ref: str, tracking_uri: str) -> Path:
+    """``checkpoint.load`` as a local path: a .ckpt file, or the folder of an MLflow model.
+
+    ``ref`` is a path, ``runs:/<run id>/<path>``, ``models:/<name>/<version>``, ``models:/<name>@<alias>``, or a
+    run id: that run's MLflow model ``model`` if it has one, else its final.ckpt."""
+    if Path(ref).exists():
+        return Path(ref)
+    if ref.startswith(("runs:/", "models:/")):
+        return _download_model(key, ref, tracking_uri)
+    if looks_like_run_id(ref):
+        with contextlib.suppress(ConfigError):
+            return _download_model(key, f"runs:/{ref}/model", tracking_uri)
+    return resolve_artifact(key, ref, tracking_uri, CHECKPOINT_ARTIFACTS)
+
+
+def _download_model(key: str, uri: str, tracking_uri: str) -> Path:
+    """An MLflow model URI, checked piece by piece so that each fault is one line, then downloaded."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    match = MODEL_URI.match(uri)
+    if not match:
+        raise ConfigError(key, f"'{uri}' is not runs:/<run id>/<path>, models:/<name>/<version> or "
+                          "models:/<name>@<alias>.")
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    client, name = MlflowClient(tracking_uri, tracking_uri), match["name"]
     try:
-        return Path(mlflow.artifacts.download_artifacts(run_id=ref, artifact_path=artifact_path))
+        if match["run"]:
+            client.get_run(match["run"])
+        else:
+            client.get_registered_model(name)
+    except Exception:
+        what = f"MLflow run '{match['run']}'" if match["run"] else f"registered model '{name}'"
+        raise ConfigError(key, f"no {what} in {tracking_uri}.") from None
+    try:
+        if match["version"]:
+            client.get_model_version(name, match["version"])
+        elif match["alias"]:
+            client.get_model_version_by_alias(name, match["alias"])
+    except Exception:
+        which = f"version {match['version']}" if match["version"] else f"alias '{match['alias']}'"
+        raise ConfigError(key, f"registered model '{name}' has no {which} in {tracking_uri}.") from None
+    try:
+        path = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except Exception as err:  # MLflow raises its own exception types per store
-        raise ConfigError(key, f"MLflow run '{ref}' has no artifact {artifact_path} in {tracking_uri} "
-                          f"({type(err).__name__}).") from err
+        raise ConfigError(key, f"'{uri}' cannot be downloaded from {tracking_uri} ({type(err).__name__}).") from err
+    if not (path / "MLmodel").exists():
+        raise ConfigError(key, f"'{uri}' is not an MLflow model (no MLmodel file).")
+    return path
 
 
 def lightning_logger(record: RunRecord) -> Any:

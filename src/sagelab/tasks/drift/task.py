@@ -32,7 +32,7 @@ from sagelab.config import ConfigError
 from sagelab.checks import auto_or_number, one_of, open_fraction, positive
 from sagelab.schema import TaskBlock, checked
 from sagelab.tasks.base import Mode, Task
-from sagelab.tracking import looks_like_run_id, resolve_artifact
+from sagelab.tracking import CHECKPOINT_ARTIFACTS, looks_like_run_id, resolve_artifact
 
 if TYPE_CHECKING:
     from sagelab.context import TaskContext
@@ -120,9 +120,10 @@ class DriftTask(Task):
 
         key = json.dumps([OmegaConf.to_container(model_cfg, resolve=True), checkpoint], sort_keys=True, default=str)
         if self._encoder is None or self._encoder[2] != key:
-            path = None  # a run id fetches that training run's model/final.ckpt
+            path = None  # a run id fetches that training run's final.ckpt
             if checkpoint:
-                path = resolve_artifact(config_key, checkpoint, str(self.cfg.logger.tracking_uri), "model/final.ckpt")
+                path = resolve_artifact(config_key, checkpoint, str(self.cfg.logger.tracking_uri),
+                                        CHECKPOINT_ARTIFACTS)
             model, tokenizer = load_encoder(model_cfg, str(path) if path else None, config_key)
             self._encoder = (model, tokenizer, key)
         return self._encoder[0], self._encoder[1]
