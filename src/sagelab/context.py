@@ -26,6 +26,8 @@ class TaskContext:
     #: the task's module with the weights ``checkpoint.load`` names (or this command's last training run)
     load_module: Callable[[], Any]
     is_global_zero: bool = True
+    #: the resolved trainer.precision (``auto`` already decided): what inference runs at
+    precision: str = "32-true"
 
     @property
     def run_id(self) -> str | None:

@@ -9,9 +9,11 @@ hardware does natively, and the runner prints the choice and its reason and tags
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -96,6 +98,19 @@ def _cgroup_quota() -> int | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+@contextmanager
+def inference(precision: str) -> Iterator[None]:
+    """Answering requests at the run's precision: no autograd, and autocast when it is mixed (``bf16-*`` or
+    ``16-mixed``), as Lightning's own predict loop would. Tokens are answered at the same dtype the model was
+    validated at, and on a CPU with AMX the batched matmuls run as bf16 tiles."""
+    import torch
+
+    dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16 if precision.startswith("16") else None
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.inference_mode(), torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        yield
 
 
 def resolve_threads(configured: object, processes: int) -> Choice:

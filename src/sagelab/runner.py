@@ -86,7 +86,8 @@ class Runner:
         return dict(self.record.metrics)
 
     def _run_mode(self, resume_ckpt: Path | None) -> None:
-        context = TaskContext(self.cfg, self.output_dir, self.record, self.load_module, self.is_global_zero)
+        context = TaskContext(self.cfg, self.output_dir, self.record, self.load_module, self.is_global_zero,
+                              self.precision.value)
         mode = str(self.cfg.mode)
         extra = self.task.extra_modes()
         if mode in extra:
@@ -123,8 +124,8 @@ class Runner:
         return self.record.run_id if self.record else None
 
     def _announce_hardware(self) -> None:
-        if not self.task.lightning_modes or str(self.cfg.mode) not in self.task.lightning_modes:
-            return
+        if str(self.cfg.mode) not in self.task.modes() or str(self.cfg.mode) in self.task.extra_modes():
+            return  # a task's own modes pick their own hardware
         assert self.record is not None
         self.record.set_tag("precision", self.precision.value)
         self.record.set_tag("precision.reason", self.precision.reason)

@@ -34,7 +34,7 @@ def run_server(context: TaskContext, handler: Handler) -> dict[str, Any]:
           f"capture {'to ' + str(capture_folder(cfg)) if serve.capture.enabled else 'off'}", flush=True)
     context.tracker.log_params({"serve.url": f"http://{host}:{port}"})
     if workers == 1:
-        counts = serve_socket(cfg, handler, context.load_module, sock, worker=0)
+        counts = serve_socket(cfg, handler, context.load_module, sock, worker=0, precision=context.precision)
     else:
         counts = _run_workers(cfg, sock, workers, Path(context.output_dir))
     sock.close()
@@ -60,11 +60,12 @@ def capture_folder(cfg: DictConfig) -> Path:
     return Path(str(cfg.serve.capture.dir)) / str(cfg.serve.endpoint_name) / str(cfg.serve.variant_name)
 
 
-def serve_socket(cfg: DictConfig, handler: Handler, load_module: Any, sock: socket.socket,
-                 worker: int) -> dict[str, float]:
+def serve_socket(cfg: DictConfig, handler: Handler, load_module: Any, sock: socket.socket, worker: int,
+                 precision: str) -> dict[str, float]:
     """One worker: load the model, serve ``sock`` until told to stop, return what it did."""
-    import torch
     import uvicorn
+
+    from sagelab.hardware import inference
 
     from sagelab.serving.app import Endpoint, build_app
     from sagelab.serving.batcher import DynamicBatcher
@@ -74,7 +75,7 @@ def serve_socket(cfg: DictConfig, handler: Handler, load_module: Any, sock: sock
     module = load_module().eval()
 
     def answer_batch(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        with torch.inference_mode():
+        with inference(precision):
             return handler.answer(module, records)
 
     capture = None
@@ -160,5 +161,6 @@ def _worker_main(cfg: DictConfig, sock: socket.socket, worker: int, report: str)
 
     torch.set_num_threads(int(hardware.resolve_threads(cfg.instance.threads, int(cfg.serve.workers)).value))
     task = get_class(str(cfg.task._target_))(cfg)
-    counts = serve_socket(cfg, task.handler(), Runner(cfg, task).load_module, sock, worker)
+    precision = hardware.resolve_precision(str(cfg.trainer.precision), str(cfg.instance.accelerator)).value
+    counts = serve_socket(cfg, task.handler(), Runner(cfg, task).load_module, sock, worker, precision)
     Path(report).write_text(json.dumps(counts))
