@@ -184,7 +184,8 @@ def test_killed_half_way_and_run_again_writes_exactly_an_uninterrupted_run(tmp_p
     assert state(output)["consumed"] == 8 and state(output)["finished"] is False
     assert len(output.read_text().splitlines()) == 8
 
-    stopped = run(output, *stop_after(2, "SIGTERM", tmp_path / "stopped"))  # resumes, then stops at window 4
+    # resumes in 2 worker processes, then stops at its 2nd window (window 4): the workers go with it
+    stopped = run(output, "strategy=ddp", *stop_after(2, "SIGTERM", tmp_path / "stopped"))
     assert stopped.returncode == 143, stopped.stderr[-3000:]
     assert f"sagelab: resuming {output}: 8 input line(s) done in an earlier run (8 answered, 0 skipped)." \
         in stopped.stderr
