@@ -52,7 +52,8 @@ def write_input(path: Path, lines: int) -> None:
 def find_checkpoint(given: str | None) -> Path | None:
     if given:
         return Path(given)
-    found = sorted((ROOT / "outputs" / "checkpoints" / "glue_sst2").glob("*/final.ckpt"), key=lambda p: p.stat().st_mtime)
+    found = sorted((ROOT / "outputs" / "checkpoints" / "glue_sst2").glob("*/final.ckpt"),
+                   key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
@@ -133,7 +134,8 @@ def run_side(side: str, lines: int, args: argparse.Namespace, work: Path) -> dic
         metrics = {p[0]: float(p[1]) for p in (line.split() for line in text.splitlines()) if len(p) == 2}
         speed = metrics["predict/lines_per_s"]
     else:
-        speed = json.loads(next(l for l in text.splitlines() if l.startswith("RESULT "))[len("RESULT "):])["lines_per_s"]
+        result = next(line for line in text.splitlines() if line.startswith("RESULT "))
+        speed = json.loads(result[len("RESULT "):])["lines_per_s"]
     with open(output, encoding="utf-8") as answers:
         labels = [json.loads(line)["label"] for line in answers]
     output.unlink()

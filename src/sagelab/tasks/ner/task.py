@@ -147,7 +147,8 @@ class NERTask(Task):
 
         self.labelling_run = context.run_id
         metrics = run_transform(context, self.handler(), artifact_dir="ner", task=self)
-        return {**metrics, "predict/entities": count_entities(context.cfg.predict.output, self.cfg.task.label_attribute)}
+        found = count_entities(context.cfg.predict.output, self.cfg.task.label_attribute)
+        return {**metrics, "predict/entities": found}
 
 
 def count_entities(manifest: str, attribute: str) -> int:
