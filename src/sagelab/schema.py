@@ -85,8 +85,12 @@ class CheckpointConfig:
 
 @dataclass(kw_only=True)
 class PredictConfig:
+    """``mode=predict`` / ``mode=batch_transform`` (sagelab.transform)."""
+
     input: Optional[str] = None
     output: str = MISSING
+    window: int = checked(4096, positive)  # input lines length-sorted and answered together; one commit each
+    resume: bool = True  # a re-run of an interrupted transform continues after its last commit
 
 
 @dataclass(kw_only=True)

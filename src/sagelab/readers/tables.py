@@ -47,15 +47,36 @@ def read_rows(path: Path, bad: list[BadLine], lenient: bool = False) -> tuple[li
     if first is None:
         return [], []
     header = [name.strip() for name in first[1]]
-    rows = []
+    return header, list(_checked_rows(path, header, records, bad, lenient))
+
+
+def iter_rows(path: Path, bad: list[BadLine]) -> Iterator[Row]:
+    """The records of a table with a header row, one at a time: the file is read as a stream, so a table of any
+    size takes constant memory (batch transform). Bad rows go to ``bad`` as :func:`read_rows` with ``lenient``
+    lists them."""
+    csv.field_size_limit(1 << 30)
+    # utf-8-sig drops a byte-order mark; surrogateescape keeps a byte that is not UTF-8 for has_bad_bytes
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+        records = ((reader.line_num, fields) for fields in reader if fields)
+        try:
+            first = next(records, None)
+            if first is not None:
+                yield from _checked_rows(path, [name.strip() for name in first[1]], records, bad, lenient=True)
+        except csv.Error as err:
+            raise BadInput(BadLine(str(path), reader.line_num,
+                                   f"not {path.suffix.lstrip('.').upper()}: {err}")) from None
+
+
+def _checked_rows(path: Path, header: list[str], records: Iterator[tuple[int, list[str]]], bad: list[BadLine],
+                  lenient: bool) -> Iterator[Row]:
     for line, fields in records:
         if lenient and has_bad_bytes(*fields):
             bad.append(BadLine(str(path), line, "not UTF-8"))
         elif len(fields) != len(header):
             bad.append(BadLine(str(path), line, f"{len(fields)} fields, the header has {len(header)}"))
         else:
-            rows.append((line, dict(zip(header, fields))))
-    return header, rows
+            yield line, dict(zip(header, fields))
 
 
 def read_table(path: Path, text_column: str, key: str = "text_column") -> CaptureData:

@@ -110,7 +110,7 @@ class Task:
         """``mode=predict`` / ``mode=batch_transform``: answer ``cfg.predict.input`` through :meth:`handler`."""
         from sagelab.transform import run_transform
 
-        return run_transform(context, self.handler())
+        return run_transform(context, self.handler(), task=self)
 
     def on_evaluated(self, context: TaskContext, module: L.LightningModule, metrics: dict[str, float]) -> None:
         """Hook after evaluation, on global rank 0 only, e.g. to log prediction artifacts."""

@@ -68,8 +68,7 @@ class NERConfig(TaskBlock):
 class NERTask(Task):
     config_class = NERConfig
     model_kinds = ("transformer",)
-    #: what mode=predict counts, and the run its labelling job is named after
-    entities_found: int = 0
+    #: the run a mode=predict labelling job is named after
     labelling_run: str | None = None
 
     def manifests(self) -> dict[str, str | None]:
@@ -133,7 +132,6 @@ class NERTask(Task):
         def answer(module: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             found = label_texts(module, tokenizer, [r["source"] for r in records], int(cfg.data.max_length),
                                 int(task.stride), int(cfg.optim.eval_batch_size))
-            self.entities_found += sum(len(entities) for entities in found)
             return [labelled(record, attribute, labels, [e for e, _ in entities], [c for _, c in entities],
                              job_name, human=False) for record, entities in zip(records, found)]
 
@@ -141,9 +139,21 @@ class NERTask(Task):
                        example={"source": "Meet me at the Empire State Building on Friday"}, fields=["source"])
 
     def predict(self, context: TaskContext) -> dict[str, Any]:
-        """An output manifest in ``predict.output`` (and the run's ``ner/`` folder); counts the entities found."""
+        """An output manifest in ``predict.output`` (and the run's ``ner/`` folder); counts the entities found.
+
+        They are counted in the written manifest: a resumed or multi-process transform answers parts of it
+        elsewhere (earlier runs, worker processes)."""
         from sagelab.transform import run_transform
 
-        self.entities_found, self.labelling_run = 0, context.run_id
-        metrics = run_transform(context, self.handler(), artifact_dir="ner")
-        return {**metrics, "predict/entities": self.entities_found}
+        self.labelling_run = context.run_id
+        metrics = run_transform(context, self.handler(), artifact_dir="ner", task=self)
+        found = count_entities(context.cfg.predict.output, self.cfg.task.label_attribute)
+        return {**metrics, "predict/entities": found}
+
+
+def count_entities(manifest: str, attribute: str) -> int:
+    """Entities under ``attribute`` in an output manifest, read line by line."""
+    import json
+
+    with open(str(manifest), encoding="utf-8") as lines:
+        return sum(len(json.loads(line)[str(attribute)]["annotations"]["entities"]) for line in lines if line.strip())

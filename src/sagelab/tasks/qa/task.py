@@ -102,7 +102,7 @@ class QATask(Task):
         """Answers go to ``predict.output`` and the MLflow run's ``qa/`` folder."""
         from sagelab.transform import run_transform
 
-        return run_transform(context, self.handler(), artifact_dir="qa")
+        return run_transform(context, self.handler(), artifact_dir="qa", task=self)
 
 
 def parse_qa_record(value: Any, line: int) -> dict[str, Any] | str:
