@@ -107,7 +107,8 @@ def sagelab_command(args: argparse.Namespace, work: Path) -> list[str]:
             f"checkpoint.load={args.checkpoint}", f"predict.input={args.input}", f"predict.output={args.output}",
             f"predict.window={args.window}", f"optim.eval_batch_size={args.batch_size}",
             f"data.max_length={args.max_length}", "instance=local_cpu2", f"instance.threads={args.threads}",
-            "trainer.enable_progress_bar=false", f"logger.tracking_uri=sqlite:///{work}/mlflow.db",
+            "trainer.precision=32-true", "trainer.enable_progress_bar=false",
+            f"logger.tracking_uri=sqlite:///{work}/mlflow.db",
             f"logger.artifact_location={work}/artifacts", f"checkpoint.dir={work}/ckpt", f"hydra.run.dir={work}/out"]
 
 

@@ -104,7 +104,8 @@ def run_transform(context: TaskContext, handler: Handler, artifact_dir: str | No
     journal.say(note)
     processes = instances.processes(cfg) if task is not None else 1
     threads = int(hardware.resolve_threads(cfg.instance.threads, processes).value)
-    answerer = Answerer(handler, context.load_module, int(cfg.optim.eval_batch_size), processes, task, threads)
+    answerer = Answerer(handler, context.load_module, int(cfg.optim.eval_batch_size), processes, task, threads,
+                        context.precision)
     book = journal.Journal(output, progress)
     hooks = commit_hooks(cfg)
     started, resumed_at, failed = time.monotonic(), progress.consumed, True

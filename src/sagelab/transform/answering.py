@@ -23,14 +23,15 @@ if TYPE_CHECKING:
     from sagelab.tasks.base import Task
 
 
-def answer_window(handler: Handler, module: Any, records: list[dict[str, Any]], batch_size: int) -> str:
+def answer_window(handler: Handler, module: Any, records: list[dict[str, Any]], batch_size: int,
+                  precision: str = "32-true") -> str:
     """The output lines of ``records``, in their order; answered longest first in batches of ``batch_size``, so
     each batch holds records of similar length and is padded little."""
-    import torch
+    from sagelab.hardware import inference
 
     order = sorted(range(len(records)), key=lambda i: handler.size(records[i]), reverse=True)
     answers: list[Any] = [None] * len(records)
-    with torch.inference_mode():
+    with inference(precision):
         for start in range(0, len(order), batch_size):
             positions = order[start : start + batch_size]
             results = handler.answer(module, [records[i] for i in positions])
@@ -46,8 +47,9 @@ class Answerer:
     (and any worker process) starts at the first window that has records."""
 
     def __init__(self, handler: Handler, load_module: Callable[[], Any], batch_size: int, processes: int,
-                 task: Task | None, threads: int) -> None:
+                 task: Task | None, threads: int, precision: str = "32-true") -> None:
         self.handler, self.load_module, self.batch_size = handler, load_module, batch_size
+        self.precision = precision
         self.processes, self.task, self.threads = processes, task, threads
         self.module: Any = None
         self.pool: Any = None
@@ -64,7 +66,7 @@ class Answerer:
         if self.module is None:
             self.module = self.load_module().eval()
         done: Future = Future()
-        done.set_result(answer_window(self.handler, self.module, records, self.batch_size))
+        done.set_result(answer_window(self.handler, self.module, records, self.batch_size, self.precision))
         return done
 
     def _start_pool(self) -> Any:
@@ -82,7 +84,8 @@ class Answerer:
             torch.save(self.load_module().state_dict(), weights)
             self.pool = ProcessPoolExecutor(
                 self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                initargs=(portable(self.task), str(weights), self.batch_size, self.threads, os.getpid()))
+                initargs=(portable(self.task), str(weights), self.batch_size, self.threads, os.getpid(),
+                          self.precision))
         return self.pool
 
     def close(self, failed: bool) -> None:
@@ -125,7 +128,7 @@ def drain(pending: deque, limit: int) -> list[tuple[Any, str]]:
 _worker: dict[str, Any] = {}
 
 
-def _start_worker(task: Task, weights: str, batch_size: int, threads: int, parent: int) -> None:
+def _start_worker(task: Task, weights: str, batch_size: int, threads: int, parent: int, precision: str) -> None:
     import signal
 
     import torch
@@ -138,8 +141,8 @@ def _start_worker(task: Task, weights: str, batch_size: int, threads: int, paren
     torch.set_num_threads(threads)
     module = task.module()
     module.load_state_dict(torch.load(weights, map_location="cpu", mmap=True, weights_only=True))
-    _worker.update(handler=task.handler(), module=module.eval(), batch_size=batch_size)
+    _worker.update(handler=task.handler(), module=module.eval(), batch_size=batch_size, precision=precision)
 
 
 def _answer_in_worker(records: list[dict[str, Any]]) -> str:
-    return answer_window(_worker["handler"], _worker["module"], records, _worker["batch_size"])
+    return answer_window(_worker["handler"], _worker["module"], records, _worker["batch_size"], _worker["precision"])
