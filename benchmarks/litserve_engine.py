@@ -1,6 +1,6 @@
 """The sagelab task handler behind LitServe, for ``serve_throughput.py``'s comparison (one request = one input).
 
-    python benchmarks/litserve_engine.py <port> <checkpoint> <max_batch_size> <batch_delay_ms>
+    python benchmarks/litserve_engine.py <port> <checkpoint> <max_batch_size> <batch_delay_ms> <precision>
 
 Module-level classes: LitServe starts its inference worker with ``spawn``, which pickles the API by name.
 """
@@ -35,9 +35,9 @@ def compose(*overrides: str) -> Any:
 
 
 class HandlerAPI(ls.LitAPI):
-    def __init__(self, checkpoint: str, **kwargs: Any) -> None:
+    def __init__(self, checkpoint: str, precision: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.checkpoint = checkpoint
+        self.checkpoint, self.precision = checkpoint, precision
 
     def setup(self, device: str) -> None:
         import torch
@@ -60,9 +60,9 @@ class HandlerAPI(ls.LitAPI):
         return inputs
 
     def predict(self, records: list) -> list:
-        import torch
+        from sagelab.hardware import inference, resolve_precision
 
-        with torch.inference_mode():
+        with inference(resolve_precision(self.precision, "cpu").value):
             return self.handler.answer(self.module, records)
 
     def unbatch(self, output: list) -> list:
@@ -74,6 +74,6 @@ class HandlerAPI(ls.LitAPI):
 
 if __name__ == "__main__":
     port, checkpoint, batch, delay_ms = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-    api = HandlerAPI(checkpoint, max_batch_size=batch, batch_timeout=delay_ms / 1000, api_path="/invocations")
+    api = HandlerAPI(checkpoint, sys.argv[5], max_batch_size=batch, batch_timeout=delay_ms / 1000, api_path="/invocations")
     server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, healthcheck_path="/ping")
     server.run(host="127.0.0.1", port=port, generate_client_file=False, log_level="warning")

@@ -62,7 +62,7 @@ def start(engine: str, args: argparse.Namespace, store: Path) -> tuple[subproces
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     common = [f"checkpoint.load={args.checkpoint}", f"logger.tracking_uri=sqlite:///{store}/mlflow.db",
               f"logger.artifact_location={store}/artifacts", f"hydra.run.dir={store}/out",
-              "trainer.enable_progress_bar=false"]
+              "trainer.enable_progress_bar=false", f"trainer.precision={args.precision}"]
     if engine.startswith("sagelab"):
         batching = ["serve.max_batch_size=1", "serve.max_batch_delay_ms=0"] if engine.endswith("unbatched") else \
             [f"serve.max_batch_size={args.batch}", f"serve.max_batch_delay_ms={args.delay_ms}"]
@@ -70,12 +70,13 @@ def start(engine: str, args: argparse.Namespace, store: Path) -> tuple[subproces
         make_body = lambda s: json.dumps(s)  # noqa: E731
     elif engine == "litserve":
         cmd = [sys.executable, str(ROOT / "benchmarks" / "litserve_engine.py"), str(port), str(args.checkpoint),
-               str(args.batch), str(args.delay_ms)]
+               str(args.batch), str(args.delay_ms), args.precision]
         make_body = lambda s: json.dumps(s)  # noqa: E731
     else:
         cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(args.mlflow_model), "--env-manager",
                "local", "--host", "127.0.0.1", "--port", str(port)]
         env["MLFLOW_TRACKING_URI"] = args.mlflow_tracking_uri or ""
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # it execs this venv's uvicorn
         make_body = lambda s: json.dumps({"dataframe_records": [{"sentence": s}]})  # noqa: E731
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -178,6 +179,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=512, help="requests per level (a quarter at concurrency 1)")
     parser.add_argument("--level-s", type=float, default=60.0, help="time bound of one level")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--precision", default="auto", help="trainer.precision of the sagelab and LitServe engines "
+                        "(auto: bf16 autocast where this CPU has it natively); MLflow's pyfunc answers in fp32")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--delay-ms", type=float, default=10.0)
     args = parser.parse_args()
@@ -190,7 +193,7 @@ def main() -> None:
     engines = [e for e in args.engines if e != "mlflow" or args.mlflow_model]
     if len(engines) < len(args.engines):
         print("mlflow engine skipped: pass --mlflow-model runs:/<id>/model of the same checkpoint")
-    print(f"checkpoint {args.checkpoint}; engines {', '.join(engines)}; concurrency {args.concurrency}; "
+    print(f"checkpoint {args.checkpoint}; precision {args.precision}; engines {', '.join(engines)}; concurrency {args.concurrency}; "
           f"{args.requests} requests a level, at most {args.level_s:.0f} s")
     runs: dict[str, list[dict[int, dict[str, float]]]] = {e: [] for e in engines}
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
@@ -215,7 +218,7 @@ def main() -> None:
         print(f"at c={top}: sagelab p99 / p50 = {batched['p99_ms'] / batched['p50_ms']:.2f}")
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
-    (out / "serve_throughput.json").write_text(json.dumps({"machine": hardware.describe(), "table": table,
+    (out / f"serve_throughput_{args.precision}.json").write_text(json.dumps({"machine": hardware.describe(), "table": table,
                                                            "args": {k: str(v) for k, v in vars(args).items()}},
                                                           indent=2))
 
