@@ -147,7 +147,6 @@ def test_answers_match_mode_predict(trained: Path, tmp_path: Path) -> None:
 
 def test_bad_requests_get_the_reason_and_the_server_keeps_serving(trained: Path, tmp_path: Path) -> None:
     with endpoint(tmp_path, trained, "serve.max_payload_mb=0.01") as (url, _):
-        assert post(url, '{"inputs": ')[0] == 400
         status, body = post(url, '{"inputs": ')
         assert status == 400 and "not JSON" in body["error"]
         status, body = post(url, b'"\xff\xfe"')
