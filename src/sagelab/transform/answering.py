@@ -91,10 +91,16 @@ class Answerer:
     def close(self, failed: bool) -> None:
         """Stop the workers: wait for them after a clean end, kill them after a failure or SIGTERM."""
         if self.pool is not None:
+            # ProcessPoolExecutor has no public way to stop busy workers (3.14 adds terminate_workers), and
+            # shutdown() forgets its processes: take them first. A worker still in its initializer must be dead
+            # before the weights it is about to load are removed, or it prints a traceback of its own.
+            workers = list((getattr(self.pool, "_processes", None) or {}).values())
             self.pool.shutdown(wait=not failed, cancel_futures=True)
-            if failed:  # ProcessPoolExecutor has no public way to stop busy workers (3.14 adds terminate_workers)
-                for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+            if failed:
+                for process in workers:
                     process.kill()
+                for process in workers:
+                    process.join()
         if self._weights is not None:
             self._weights.cleanup()
 
