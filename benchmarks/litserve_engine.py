@@ -49,6 +49,7 @@ class HandlerAPI(ls.LitAPI):
         cfg = compose(f"checkpoint.load={self.checkpoint}", "mode=predict", "trainer.enable_progress_bar=false")
         task = get_class(str(cfg.task._target_))(cfg)
         self.handler, self.module = task.handler(), Runner(cfg, task).load_module().eval()
+        self.sub_batch = int(cfg.serve.sub_batch_size or cfg.serve.max_batch_size)  # as sagelab's server answers
 
     def decode_request(self, request):  # unannotated: LitServe then reads the body as JSON
         records, problems = self.handler.parse_request(request)
@@ -63,7 +64,7 @@ class HandlerAPI(ls.LitAPI):
         from sagelab.hardware import inference, resolve_precision
 
         with inference(resolve_precision(self.precision, "cpu").value):
-            return self.handler.answer(self.module, records)
+            return self.handler.answer_sorted(self.module, records, self.sub_batch)
 
     def unbatch(self, output: list) -> list:
         return output

@@ -4,6 +4,8 @@ Engines, each serving the same fine-tuned model (the main job's checkpoint by de
 
 * ``sagelab``           -- ``python run.py mode=serve`` (Starlette + uvicorn, dynamic batching 32 / 10 ms);
 * ``sagelab_unbatched`` -- the same with ``serve.max_batch_size=1`` (one forward pass per request);
+* ``sagelab_one_pass``  -- dynamic batching, but each gathered batch in one forward pass, padded to its longest
+  request (``serve.sub_batch_size=null``), to measure what length-sorted sub-batches buy;
 * ``litserve``          -- LitServe (Lightning's server) around the same task handler, batching 32 / 10 ms:
   the library the issue names first, measured here before choosing (``benchmarks/litserve_engine.py``);
 * ``mlflow``            -- ``mlflow models serve --env-manager local`` on the run's logged MLflow model
@@ -38,7 +40,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-ENGINES = ("sagelab", "sagelab_unbatched", "litserve", "mlflow")
+ENGINES = ("sagelab", "sagelab_unbatched", "sagelab_one_pass", "litserve", "mlflow")
 CONCURRENCY = (1, 8, 32)
 
 
@@ -66,6 +68,8 @@ def start(engine: str, args: argparse.Namespace, store: Path) -> tuple[subproces
     if engine.startswith("sagelab"):
         batching = ["serve.max_batch_size=1", "serve.max_batch_delay_ms=0"] if engine.endswith("unbatched") else \
             [f"serve.max_batch_size={args.batch}", f"serve.max_batch_delay_ms={args.delay_ms}"]
+        if engine.endswith("one_pass"):
+            batching.append("serve.sub_batch_size=null")
         cmd = [sys.executable, str(ROOT / "run.py"), "mode=serve", f"serve.port={port}", *batching, *common]
         make_body = lambda s: json.dumps(s)  # noqa: E731
     elif engine == "litserve":
@@ -212,7 +216,7 @@ def main() -> None:
     top = max(args.concurrency)
     batched = table.get("sagelab", {}).get(top)
     if batched:
-        for other in ("sagelab_unbatched", "litserve", "mlflow"):
+        for other in ("sagelab_unbatched", "sagelab_one_pass", "litserve", "mlflow"):
             if other in table:
                 print(f"at c={top}: sagelab / {other} = {batched['rps'] / table[other][top]['rps']:.2f}x requests/s")
         print(f"at c={top}: sagelab p99 / p50 = {batched['p99_ms'] / batched['p50_ms']:.2f}")

@@ -60,6 +60,20 @@ class Handler:
                 records.append(record)
         return records, problems
 
+    def answer_sorted(self, module: Any, records: list[dict[str, Any]], batch_size: int) -> list[dict[str, Any]]:
+        """Answers to ``records`` in their order, computed longest first in batches of ``batch_size``: each batch
+        holds records of similar length, so it is padded little."""
+        order = sorted(range(len(records)), key=lambda i: self.size(records[i]), reverse=True)
+        answers: list[Any] = [None] * len(records)
+        for start in range(0, len(order), batch_size):
+            positions = order[start : start + batch_size]
+            results = self.answer(module, [records[i] for i in positions])
+            if len(results) != len(positions):
+                raise RuntimeError(f"the task's handler gave {len(results)} answers for {len(positions)} records")
+            for i, result in zip(positions, results):
+                answers[i] = result
+        return answers
+
     def is_pair(self, body: list) -> bool:
         """``["premise", "hypothesis"]`` sent to a sentence-pair task is one pair, not two inputs."""
         return len(self.fields) == 2 and len(body) == 2 and all(isinstance(v, str) for v in body)

@@ -111,6 +111,7 @@ class ServeConfig:
     workers: int = checked(1, positive)
     max_batch_size: int = checked(32, positive)
     max_batch_delay_ms: float = checked(10.0, non_negative)
+    sub_batch_size: Optional[int] = checked(None, positive)
     max_payload_mb: float = checked(6.0, positive)
     drain_timeout_s: int = checked(30, positive)
     endpoint_name: str = MISSING

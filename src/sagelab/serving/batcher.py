@@ -7,7 +7,8 @@ event loop keeps accepting requests meanwhile) and hands each request its own an
 A request larger than a batch is answered across several.
 
 Hand-written (about 60 lines) rather than LitServe's batching loop: it runs inside the uvicorn process, so a
-request and its answer never cross a process queue (``benchmarks/serve_engines.py`` measures the difference).
+request and its answer never cross a process queue (``benchmarks/serve_throughput.py`` measures both: engines
+``sagelab`` and ``litserve``).
 """
 
 from __future__ import annotations

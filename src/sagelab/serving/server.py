@@ -73,10 +73,11 @@ def serve_socket(cfg: DictConfig, handler: Handler, load_module: Any, sock: sock
 
     serve = cfg.serve
     module = load_module().eval()
+    sub_batch = int(serve.sub_batch_size or serve.max_batch_size)
 
     def answer_batch(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         with inference(precision):
-            return handler.answer(module, records)
+            return handler.answer_sorted(module, records, sub_batch)
 
     capture = None
     if serve.capture.enabled:

@@ -25,20 +25,11 @@ if TYPE_CHECKING:
 
 def answer_window(handler: Handler, module: Any, records: list[dict[str, Any]], batch_size: int,
                   precision: str = "32-true") -> str:
-    """The output lines of ``records``, in their order; answered longest first in batches of ``batch_size``, so
-    each batch holds records of similar length and is padded little."""
+    """The output lines of ``records``, in their order (answered length-sorted: ``Handler.answer_sorted``)."""
     from sagelab.hardware import inference
 
-    order = sorted(range(len(records)), key=lambda i: handler.size(records[i]), reverse=True)
-    answers: list[Any] = [None] * len(records)
     with inference(precision):
-        for start in range(0, len(order), batch_size):
-            positions = order[start : start + batch_size]
-            results = handler.answer(module, [records[i] for i in positions])
-            if len(results) != len(positions):
-                raise RuntimeError(f"the task's handler gave {len(results)} answers for {len(positions)} records")
-            for i, result in zip(positions, results):
-                answers[i] = result
+        answers = handler.answer_sorted(module, records, batch_size)
     return "".join(output_line(record, answer) + "\n" for record, answer in zip(records, answers))
 
 
