@@ -65,6 +65,18 @@ class Param:
             return od.IntDistribution(int(self.low), int(self.high))
         return od.CategoricalDistribution(list(self.values))
 
+    def to_ray(self) -> Any:
+        """Ray Tune's domain (bounds inclusive, as here: Ray's ``randint`` excludes its upper bound)."""
+        from ray import tune
+
+        if self.type == "loguniform":
+            return tune.loguniform(float(self.low), float(self.high))
+        if self.type == "uniform":
+            return tune.uniform(float(self.low), float(self.high))
+        if self.type == "randint":
+            return tune.randint(int(self.low), int(self.high) + 1)
+        return tune.choice(list(self.values))
+
     def contains(self, value: Any) -> bool:
         if self.type == "choice":
             return value in self.values
@@ -156,6 +168,9 @@ class SearchSpace:
     # -- translation ----------------------------------------------------------
     def syne_tune(self) -> dict[str, Any]:
         return {name: p.to_syne_tune() for name, p in self.params.items()}
+
+    def ray(self) -> dict[str, Any]:
+        return {name: p.to_ray() for name, p in self.params.items()}
 
     def optuna(self) -> dict[str, Any]:
         return {name: p.to_optuna() for name, p in self.params.items()}
