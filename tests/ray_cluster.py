@@ -92,6 +92,10 @@ def local_cluster(workers: int = 1, cpus: int = 1, timeout_s: float = 120.0) -> 
     temp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
     port = free_port()
     address = f"127.0.0.1:{port}"
+    # Ray 2.60 turns token auth on for a new cluster when ~/.ray/auth_token exists (and a local ray.init() writes
+    # one): this test cluster is reached on 127.0.0.1 only and runs without, whatever the home folder holds
+    saved_auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     common = ["--block", "--num-cpus", str(cpus), "--disable-usage-stats", "--node-ip-address", "127.0.0.1"]
     starters: list[subprocess.Popen] = []
@@ -141,6 +145,10 @@ def local_cluster(workers: int = 1, cpus: int = 1, timeout_s: float = 120.0) -> 
                 pass
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
+        if saved_auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved_auth
 
 
 def _signal_group(pgid: int, signum: int) -> None:

@@ -44,6 +44,12 @@ def test_asha_study_on_a_two_node_cluster(tmp_path, ray_address):
     # Ray's ASHA stopped trials between rungs; completed ones ran to max_resource
     assert all(int(r["rounds"]) == 3 for r in rows if r["status"] == "completed")
     assert all(int(r["rounds"]) < 3 for r in rows if r["status"] == "stopped")
+    for row in rows:  # a stopped trial's process was ended by the trainable's cleanup, not left running
+        exit_info = json.loads((study_dir / "trials" / row["trial_id"] / "exit.json").read_text())
+        if row["status"] == "stopped":
+            assert exit_info["reason"] == "stopped by Ray Tune" and exit_info["returncode"] != 0
+        else:
+            assert exit_info == {"returncode": 0}
     assert sorted(int(r["trial_id"]) for r in rows) == list(range(6))
     # both nodes ran trials, and every trial says where
     assert len(set(node_ids(study_dir))) == 2 and None not in node_ids(study_dir)
@@ -100,3 +106,42 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "hpo.ray_address" in proc.stderr and address in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "hpo").exists()
+
+
+@pytest.mark.slow
+def test_real_bert_tiny_study_on_the_cluster(tmp_path, ray_address):
+    """``task=glue_sst2 hpo=asha`` with real ``run.py`` trials (bert_tiny, tiny data): every trial is an MLflow child."""
+    import time
+
+    from conftest import TINY
+
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "run.py", "task=glue_sst2", *TINY, f"hpo.dir={tmp_path}/hpo",
+         f"hpo.experiment_dir={tmp_path}/conf/experiment", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+         f"logger.artifact_location={tmp_path}/artifacts", "hpo=asha",
+         "search_space=glue_default", "hpo.backend=ray", f"hpo.ray_address={ray_address}", "hpo.max_trials=5",
+         "hpo.max_resource=2", "hpo.n_workers=2"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1800,
+    )
+    wall_s = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    study_dir = next((tmp_path / "hpo").iterdir())
+    summary = json.loads((study_dir / "results" / "summary.json").read_text())
+    assert summary["n_trials"] == 5 and summary["n_failed"] == 0
+    assert len(set(node_ids(study_dir))) == 2
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = mlflow.search_runs(search_all_experiments=True)
+    parent = runs[runs["tags.sagelab.hpo.role"] == "parent"]
+    children = runs[runs["tags.mlflow.parentRunId"] == parent.iloc[0]["run_id"]]
+    assert len(parent) == 1 and parent.iloc[0]["status"] == "FINISHED" and len(children) == 5
+    assert set(children["status"]) <= {"FINISHED", "KILLED"}
+    rows = read_csv(study_dir / "results" / "trials.csv")
+    assert {r["mlflow_run_id"] for r in rows} == set(children["run_id"])
+    assert (study_dir / "results" / "pareto.csv").exists()
+    print(f"\nreal study on the cluster: {summary['n_trials']} trials ({summary['n_completed']} completed, "
+          f"{summary['n_stopped']} stopped), wall {wall_s:.0f} s, best trial {summary['best_trial']} "
+          f"{summary['best']}, config {summary['best_config']}")

@@ -58,6 +58,12 @@ class StudySearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         pass  # random sampling learns nothing from results
 
+    def save(self, checkpoint_path: str) -> None:
+        pass  # a study resumes from its own records, never from Tune's experiment state
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
 
 class Journal(Callback):
     """Keeps the study's trial records in step with Ray Tune (runs in the driver, on Tune's event loop)."""

@@ -25,7 +25,9 @@ not replayed into Ray's scheduler).
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 
 from pathlib import Path
 from typing import Any
@@ -83,11 +85,19 @@ def _connect(spec: StudySpec) -> bool:
         return False
     src = str(Path(sagelab.__file__).resolve().parents[1])
     path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         ray.init(address=spec.ray_address, runtime_env={"env_vars": {"PYTHONPATH": path}},
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
     except ConnectionError as err:
         raise ConfigError("hpo.ray_address", f"Ray at {spec.ray_address} did not answer: {err}") from None
+    finally:
+        # Ray's driver installs a SIGTERM handler that aborts the process; the study's own (which ends it as
+        # KILLED and resumable) goes back in place
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
     return True
 
 

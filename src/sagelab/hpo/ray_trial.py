@@ -123,6 +123,8 @@ class RunPyTrial(tune.Trainable):
     def cleanup(self) -> None:
         from sagelab.hpo.lifeline import stop
 
-        if getattr(self, "proc", None) is not None and self.proc.poll() is None:
-            stop(self.proc, grace_s=STOP_GRACE_S)
+        proc = getattr(self, "proc", None)
+        if proc is not None and proc.poll() is None:
+            stop(proc, grace_s=STOP_GRACE_S)
+            write_json(self.dir / "exit.json", {"returncode": proc.returncode, "reason": "stopped by Ray Tune"})
         self.proc = None
