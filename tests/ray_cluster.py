@@ -45,7 +45,8 @@ def node_ports(head_port: int | None = None) -> list[str]:
     return args if head_port is None else [*args, "--port", str(head_port)]
 
 
-def _pids_naming(text: str) -> set[int]:
+def pids_naming(text: str) -> set[int]:
+    """Processes (other than this one) whose command line contains ``text``."""
     pids = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
@@ -131,14 +132,14 @@ def local_cluster(workers: int = 1, cpus: int = 1, timeout_s: float = 120.0) -> 
     finally:
         # each node's processes (GCS, raylet, agents) share its `ray start` process group; workers start
         # groups of their own, so the whole tree below each `ray start` is noted first
-        mine = _descendants({p.pid for p in starters}) | _pids_naming(str(temp))
+        mine = _descendants({p.pid for p in starters}) | pids_naming(str(temp))
         for proc in reversed(starters):
             _signal_group(proc.pid, signal.SIGTERM)
         time.sleep(2.0)
         for proc in reversed(starters):
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
-        for pid in mine | _pids_naming(str(temp)):  # anything of this cluster that left its group
+        for pid in mine | pids_naming(str(temp)):  # anything of this cluster that left its group
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -145,3 +145,41 @@ def test_real_bert_tiny_study_on_the_cluster(tmp_path, ray_address):
     print(f"\nreal study on the cluster: {summary['n_trials']} trials ({summary['n_completed']} completed, "
           f"{summary['n_stopped']} stopped), wall {wall_s:.0f} s, best trial {summary['best_trial']} "
           f"{summary['best']}, config {summary['best_config']}")
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_cluster_study_resumably(tmp_path, ray_address):
+    """SIGTERM mid-study: exit 130, its running trials interrupted and their processes gone; the same command
+    resumes, running the lost configurations again first."""
+    import signal
+    import time
+
+    from conftest import cli_env
+    from ray_cluster import pids_naming
+
+    cmd = [sys.executable, "run.py", *study_args(tmp_path, "hpo=asha", "search_space=glue_default",
+                                                 "hpo.backend=ray", f"hpo.ray_address={ray_address}",
+                                                 "hpo.max_trials=4", "hpo.max_resource=3", "hpo.n_workers=2",
+                                                 "+synthetic.epoch_s=4")]
+    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=cli_env())
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("hpo/*/trials/*/result.json"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-3000:]
+    study_dir = next((tmp_path / "hpo").iterdir())
+    records = [json.loads(t.read_text()) for t in study_dir.glob("trials/*/trial.json")]
+    lost = {r["trial_id"]: r["config"] for r in records if r["status"] == "interrupted"}
+    assert lost and "running" not in {r["status"] for r in records}
+    time.sleep(1.0)
+    assert not pids_naming(str(study_dir))  # no trial process outlived its study
+
+    again = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, env=cli_env())
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads((study_dir / "results" / "summary.json").read_text())
+    assert summary["n_completed"] + summary["n_stopped"] == 4
+    retries = [json.loads(t.read_text()) for t in study_dir.glob("trials/*/trial.json")]
+    rerun = {r["retry_of"]: r["config"] for r in retries if r.get("retry_of") is not None}
+    assert rerun == lost
