@@ -68,10 +68,14 @@ def test_asha_study_on_a_two_node_cluster(tmp_path, ray_address):
 
 
 def test_random_search_with_three_objectives_on_the_cluster(tmp_path, ray_address):
+    # trial 1 crashes in its program: recorded as failed with its error, and the study goes on
     summary = run(*study_args(tmp_path, "hpo=random", "search_space=glue_instances", "hpo.backend=ray",
-                              f"hpo.ray_address={ray_address}", "hpo.max_trials=4", "hpo.max_resource=1",
-                              "hpo.n_workers=2"))
-    assert (summary["n_trials"], summary["n_completed"]) == (4, 4)
+                              f"hpo.ray_address={ray_address}", "hpo.max_trials=5", "hpo.max_resource=1",
+                              "hpo.n_workers=2", "+synthetic.crash_trials=[1]"))
+    assert (summary["n_trials"], summary["n_completed"], summary["n_failed"]) == (5, 4, 1)
+    failed = json.loads((Path(summary["study_dir"]) / "trials" / "1" / "trial.json").read_text())
+    assert failed["status"] == "failed" and "crashes on purpose" in failed["error"]
+    assert failed["reason"] == "exit code 1" and summary["best_trial"] != 1
     assert summary["objectives"] == ["error", "latency_ms", "cost_usd"] and 0 < summary["hypervolume"] <= 1
     front = read_csv(Path(summary["study_dir"]) / "results" / "pareto.csv")
     assert len(front) == summary["pareto_size"] >= 1
@@ -173,6 +177,7 @@ def test_sigterm_ends_a_cluster_study_resumably(tmp_path, ray_address):
     records = [json.loads(t.read_text()) for t in study_dir.glob("trials/*/trial.json")]
     lost = {r["trial_id"]: r["config"] for r in records if r["status"] == "interrupted"}
     assert lost and "running" not in {r["status"] for r in records}
+    drawn = [r["config"] for r in records]
     time.sleep(1.0)
     assert not pids_naming(str(study_dir))  # no trial process outlived its study
 
@@ -183,3 +188,5 @@ def test_sigterm_ends_a_cluster_study_resumably(tmp_path, ray_address):
     retries = [json.loads(t.read_text()) for t in study_dir.glob("trials/*/trial.json")]
     rerun = {r["retry_of"]: r["config"] for r in retries if r.get("retry_of") is not None}
     assert rerun == lost
+    fresh = [r["config"] for r in retries if r["session"] == 1 and r.get("retry_of") is None]
+    assert fresh and not [c for c in fresh if c in drawn]  # the random stream went on, no config drawn twice

@@ -2,7 +2,8 @@
 
 * :class:`StudySearcher` -- a Ray ``Searcher`` drawing each hyperparameter from its Ray domain
   (:meth:`SearchSpace.ray`) with the study's seed, as Ray's random search does, numbering trials after the
-  earlier sessions' ones and handing out the configurations a dead session lost first (``retry_of``);
+  earlier sessions' ones, continuing the study's random stream and handing out the configurations a dead
+  session lost first (``retry_of``);
 * :class:`Journal` -- a Ray Tune ``Callback`` that keeps ``trials/<id>/trial.json`` in step with Ray (config,
   node, status, reason), prints the study's progress line per finished trial and ticks the session clock;
 * :class:`AtBudget` -- a Ray ``Stopper`` ending the session when the failures pass ``hpo.max_failures`` or the
@@ -32,12 +33,20 @@ from sagelab.hpo.spec import StudySpec
 class StudySearcher(Searcher):
     """Random configurations from the study's space and seed, carrying the study's trial ids."""
 
-    def __init__(self, spec: StudySpec, first_id: int, lost: list[dict[str, Any]], max_new: int | None) -> None:
+    def __init__(self, spec: StudySpec, records: list[dict[str, Any]], first_id: int, lost: list[dict[str, Any]],
+                 max_new: int | None) -> None:
+        """``records``: the earlier sessions' trials; as many draws as they made are repeated and dropped, so
+        the study's random stream goes on where it stood instead of drawing the same configurations again."""
         super().__init__()
         self.domains = spec.search_space().ray()
         self.rng = np.random.RandomState(spec.seed % 2**32)
+        for _ in range(sum(1 for r in records if r.get("retry_of") is None)):
+            self._draw()
         self.queue = [(dict(r["config"]), int(r["trial_id"])) for r in lost if r.get("config")]
         self.next_id, self.started, self.max_new = first_id, 0, max_new
+
+    def _draw(self) -> dict[str, Any]:
+        return {n: plain(d.sample(random_state=self.rng)) for n, d in self.domains.items()}
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True  # the space is the study's; Tune's (empty) param_space adds nothing
@@ -48,8 +57,7 @@ class StudySearcher(Searcher):
         if self.queue:
             config, retry_of = self.queue.pop(0)
         else:
-            config = {n: plain(d.sample(random_state=self.rng)) for n, d in self.domains.items()}
-            retry_of = None
+            config, retry_of = self._draw(), None
         config.update({TRIAL_KEY: self.next_id, RETRY_KEY: retry_of})
         self.next_id += 1
         self.started += 1

@@ -126,7 +126,7 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=StudySearcher(spec, first_id, lost, budget.trials_left),
+                search_alg=StudySearcher(spec, records, first_id, lost, budget.trials_left),
                 scheduler=_scheduler(spec),
                 num_samples=-1 if budget.trials_left is None else budget.trials_left,
                 max_concurrent_trials=spec.n_workers,

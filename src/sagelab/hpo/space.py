@@ -1,4 +1,4 @@
-"""One backend-neutral search-space schema, translated to Syne Tune and Optuna.
+"""One backend-neutral search-space schema, translated to Syne Tune, Optuna and Ray Tune.
 
 A search space is a ``conf/search_space/<name>.yaml`` whose ``params`` map a
 hyperparameter name to its distribution and the config key it sets::
