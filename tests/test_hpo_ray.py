@@ -98,6 +98,27 @@ def test_ray_backend_refuses_what_it_cannot_run(tmp_path):
     assert not (tmp_path / "hpo").exists()
 
 
+PROBE = """
+import runpy, sys
+sys.argv = ["run.py", *sys.argv[1:]]
+try:
+    runpy.run_path("run.py", run_name="__main__")
+except SystemExit as exit:
+    print("EXIT", exit.code, "RAY", "ray" in sys.modules)
+"""
+
+
+def test_a_refused_ray_study_is_one_line_without_importing_ray(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *study_args(tmp_path, "hpo=moasha", "search_space=glue_instances",
+                                                  "hpo.backend=ray")],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert "EXIT 2 RAY False" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("sagelab: bad config: hpo.backend: ray runs hpo=asha")
+    assert "Traceback" not in proc.stderr
+
+
 def test_an_unreachable_cluster_is_one_line_and_exit_2(tmp_path):
     from ray_cluster import free_port
 
