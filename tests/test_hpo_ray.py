@@ -211,3 +211,15 @@ def test_sigterm_ends_a_cluster_study_resumably(tmp_path, ray_address):
     assert rerun == lost
     fresh = [r["config"] for r in retries if r["session"] == 1 and r.get("retry_of") is None]
     assert fresh and not [c for c in fresh if c in drawn]  # the random stream went on, no config drawn twice
+
+
+@pytest.mark.slow
+def test_without_an_address_the_study_starts_a_local_ray(tmp_path, monkeypatch):
+    """``hpo.ray_address`` null: ``ray.init()`` in the study's process, shut down with the session."""
+    import ray
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # else Ray 2.60 writes a token into ~/.ray for a local cluster
+    summary = run(*study_args(tmp_path, "hpo=random", "search_space=glue_default", "hpo.backend=ray",
+                              "hpo.max_trials=3", "hpo.max_resource=1", "hpo.n_workers=2"))
+    assert (summary["n_trials"], summary["n_completed"]) == (3, 3)
+    assert len(summary["session"]["nodes"]) == 1 and not ray.is_initialized()

@@ -28,7 +28,6 @@ import os
 import signal
 import socket
 import threading
-
 from pathlib import Path
 from typing import Any
 
