@@ -183,6 +183,8 @@ class HpoConfig:
     keep_checkpoints: bool = False
     command: Optional[list[str]] = None        # the trial program (tests: a synthetic stand-in)
     base_overrides: Optional[list[str]] = None  # the study's own overrides, when not from Hydra's record
+    backend: str = checked("auto", one_of("auto", "syne_tune", "optuna", "ray"))  # auto: the algorithm's library
+    ray_address: Optional[str] = None  # hpo.backend=ray: <head>:6379 of a running cluster; null = a local Ray
 
 
 @dataclass(kw_only=True)

@@ -12,6 +12,8 @@ kept apart as Syne Tune keeps Tuner, Scheduler and Backend apart:
   (:mod:`~sagelab.hpo.inherit`: which of the command's overrides a trial inherits);
 * :mod:`~sagelab.hpo.syne` / :mod:`~sagelab.hpo.optuna_study` -- the two engines
   (:mod:`~sagelab.hpo.syne_resume`: how a Syne Tune session continues the last one);
+  :mod:`~sagelab.hpo.ray_study` -- ``hpo.backend=ray``: the same trials executed by Ray Tune on a Ray cluster
+  (:mod:`~sagelab.hpo.ray_trial` on the nodes, :mod:`~sagelab.hpo.ray_journal` in the driver);
 * :mod:`~sagelab.hpo.records` -- the study's journal, one live session, the budget left;
   :mod:`~sagelab.hpo.progress` -- one line per finished trial;
 * :mod:`~sagelab.hpo.lifeline` -- trial processes that die with their study, and the trial timeout;

@@ -1,4 +1,4 @@
-"""One backend-neutral search-space schema, translated to Syne Tune and Optuna.
+"""One backend-neutral search-space schema, translated to Syne Tune, Optuna and Ray Tune.
 
 A search space is a ``conf/search_space/<name>.yaml`` whose ``params`` map a
 hyperparameter name to its distribution and the config key it sets::
@@ -64,6 +64,18 @@ class Param:
         if self.type == "randint":
             return od.IntDistribution(int(self.low), int(self.high))
         return od.CategoricalDistribution(list(self.values))
+
+    def to_ray(self) -> Any:
+        """Ray Tune's domain (bounds inclusive, as here: Ray's ``randint`` excludes its upper bound)."""
+        from ray import tune
+
+        if self.type == "loguniform":
+            return tune.loguniform(float(self.low), float(self.high))
+        if self.type == "uniform":
+            return tune.uniform(float(self.low), float(self.high))
+        if self.type == "randint":
+            return tune.randint(int(self.low), int(self.high) + 1)
+        return tune.choice(list(self.values))
 
     def contains(self, value: Any) -> bool:
         if self.type == "choice":
@@ -156,6 +168,9 @@ class SearchSpace:
     # -- translation ----------------------------------------------------------
     def syne_tune(self) -> dict[str, Any]:
         return {name: p.to_syne_tune() for name, p in self.params.items()}
+
+    def ray(self) -> dict[str, Any]:
+        return {name: p.to_ray() for name, p in self.params.items()}
 
     def optuna(self) -> dict[str, Any]:
         return {name: p.to_optuna() for name, p in self.params.items()}

@@ -38,6 +38,8 @@ ALGORITHMS: dict[str, tuple[str, bool, bool]] = {
     "nsga2": ("optuna", True, False),
     "tpe": ("optuna", True, True),  # pruning (multi-fidelity) only with one objective
 }
+# hpo.backend=ray runs these with Ray Tune's own schedulers (sagelab.hpo.ray_study explains the choice)
+RAY_ALGORITHMS = ("asha", "random")
 # hpo.latency: warm-up calls, then timed calls (the fastest counts) of predict_step on the first validation batch
 LATENCY_DEFAULTS = {"warmup": 2, "repeats": 10}
 DEFAULT_TRIAL_OVERRIDES = (
@@ -78,6 +80,7 @@ class StudySpec:
     latency: dict[str, int] = field(default_factory=lambda: dict(LATENCY_DEFAULTS))
     keep_checkpoints: bool = False
     trial_timeout_s: float | None = None  # a trial running longer is stopped and recorded as failed
+    ray_address: str | None = None  # backend "ray": the cluster to connect to (None: a local Ray)
     identity: str = ""  # digest of what defines the study (not its budget): a resume must match it
     parent_run_id: str | None = None
 
@@ -180,6 +183,24 @@ def study_folder(root: Path, name: str) -> Path:
     return root / name
 
 
+def choose_backend(hpo: DictConfig, algorithm: str, own: str) -> str:
+    """``hpo.backend``: ``auto`` (or the algorithm's own library by name) keeps ``own``; ``ray`` runs the
+    algorithms Ray Tune schedules natively (:data:`RAY_ALGORITHMS`)."""
+    chosen = str(hpo.get("backend") or "auto")
+    if hpo.get("ray_address") and chosen != "ray":
+        raise ConfigError("hpo.ray_address", f"is set, but hpo.backend is {chosen}; add hpo.backend=ray to run "
+                          "the study on that Ray cluster.")
+    if chosen in ("auto", own):
+        return own
+    if chosen == "ray":
+        if algorithm not in RAY_ALGORITHMS:
+            raise ConfigError("hpo.backend", f"ray runs hpo={' or hpo='.join(RAY_ALGORITHMS)} (Ray Tune's own "
+                              f"schedulers), not hpo={algorithm}; run {algorithm} with hpo.backend=auto, or use "
+                              "hpo=random for several objectives on Ray.")
+        return "ray"
+    raise ConfigError("hpo.backend", f"is '{chosen}', but hpo={algorithm} runs on {own}; use auto, {own} or ray.")
+
+
 def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> StudySpec:
     """Check ``hpo.*`` and ``search_space.*`` against the composed config and resolve the study."""
     hpo = cfg.hpo
@@ -187,6 +208,7 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
     if algorithm not in ALGORITHMS:
         raise ConfigError("hpo.name", f"is '{algorithm}'; allowed values are none, {', '.join(ALGORITHMS)}.")
     backend, multi_ok, _ = ALGORITHMS[algorithm]
+    backend = choose_backend(hpo, algorithm, backend)
     objectives = parse_objectives(hpo)
     if len(objectives) > 1 and not multi_ok:
         raise ConfigError(
@@ -277,5 +299,6 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         latency={**LATENCY_DEFAULTS, **latency},
         keep_checkpoints=bool(hpo.get("keep_checkpoints", False)),
         trial_timeout_s=_opt_number(hpo, "trial_timeout_s", float),
+        ray_address=str(hpo.get("ray_address")) if hpo.get("ray_address") else None,
         identity=digest,
     )

@@ -5,8 +5,9 @@
 1. resolve and check the study (:func:`~sagelab.hpo.spec.build_spec`): a bad
    space, objective or budget stops here, before any trial;
 2. open the study's MLflow parent run (re-opened when the study resumes);
-3. run the trials with Syne Tune (:mod:`sagelab.hpo.syne`) or Optuna
-   (:mod:`sagelab.hpo.optuna_study`) until the budget is spent;
+3. run the trials with Syne Tune (:mod:`sagelab.hpo.syne`), Optuna
+   (:mod:`sagelab.hpo.optuna_study`) or, with ``hpo.backend=ray``, Ray Tune on a Ray cluster
+   (:mod:`sagelab.hpo.ray_study`) until the budget is spent;
 4. :func:`finalize`: trials.csv, the Pareto front (pareto.csv + PNG plots),
    the hypervolume, the best configuration as ``conf/experiment/hpo/hpo_<study>.yaml``,
    all logged to the parent run; trial runs the scheduler killed are closed as KILLED.
@@ -44,6 +45,10 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[s
     """Run (or resume) the study the config describes; returns its summary."""
     spec = build_spec(cfg, overrides)
     spec.check_resumable()
+    if spec.backend == "ray":  # an unreachable cluster is a config error, found before the study starts
+        from sagelab.hpo.ray_study import check_address
+
+        check_address(spec.ray_address)
     try:
         with hold_session(spec.dir, spec.name):
             return _run_session(cfg, spec)
@@ -73,6 +78,8 @@ def _run_session(cfg: DictConfig, spec: StudySpec) -> dict[str, Any]:
 
     if spec.backend == "syne_tune":
         from sagelab.hpo import syne as backend
+    elif spec.backend == "ray":
+        from sagelab.hpo import ray_study as backend
     else:
         from sagelab.hpo import optuna_study as backend
     started = time.monotonic()
@@ -126,6 +133,8 @@ def trials_table(spec: StudySpec) -> Any:
                     row[key] = value
             row["finished_at"] = last.get("time")
         row["started_at"] = record.get("started")
+        if record.get("node_id"):  # hpo.backend=ray: the Ray node that ran it
+            row["node_id"], row["node_ip"] = record["node_id"], record.get("node_ip")
         rows.append(row)
     return pd.DataFrame(rows)
 
