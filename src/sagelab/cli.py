@@ -37,10 +37,15 @@ def check_command_line(argv: list[str], conf_dir: Path) -> None:
         if arg.startswith("-") or "=" not in arg:
             continue
         group, _, options = arg.lstrip("+~").partition("=")
-        folders = [d / group for d in conf_dirs if (d / group).is_dir()]
-        if "." in group or not folders:
+        if "." in group:
             continue
-        known = sorted({option for folder in folders for option in group_options(folder)})
+        if group.startswith("hydra/"):  # Hydra's own groups: its options plus those of installed plugins
+            known = hydra_group_options(group, conf_dirs)
+        else:
+            folders = [d / group for d in conf_dirs if (d / group).is_dir()]
+            known = sorted({option for folder in folders for option in group_options(folder)})
+        if not known:
+            continue  # not a group we can list: Hydra decides
         for option in options.split(","):  # a --multirun sweep lists several
             if option and option not in known:
                 fail(ConfigError(group, f"there is no option '{option}'; choose one of {', '.join(known)}."))
@@ -49,6 +54,25 @@ def check_command_line(argv: list[str], conf_dir: Path) -> None:
         check_task_overrides(argv, conf_dir)
     except ConfigError as err:
         fail(err)
+
+
+def hydra_group_options(group: str, conf_dirs: list[Path]) -> list[str]:
+    """The options of a ``hydra/...`` group as Hydra itself will look them up: its own (``hydra/launcher=basic``),
+    those installed plugins register (``submitit_local``, ``submitit_slurm``, ``joblib``; discovering a plugin imports
+    its config module, not its heavy library), and files in conf/ or a ``hydra.searchpath`` folder.
+
+    Hydra's search path and loader are internal API, so if they move this returns nothing and Hydra checks the
+    option itself."""
+    try:
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        from hydra._internal.utils import create_config_search_path
+
+        search_path = create_config_search_path(f"file://{conf_dirs[0]}")
+        for extra in conf_dirs[1:]:
+            search_path.append("sagelab", f"file://{extra}")
+        return sorted(ConfigLoaderImpl(config_search_path=search_path).get_group_options(group))
+    except Exception:  # noqa: BLE001 -- a Hydra without these internals: leave the check to Hydra
+        return []
 
 
 def searchpath_dirs(argv: list[str]) -> list[Path]:

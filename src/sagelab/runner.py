@@ -28,7 +28,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sagelab import faults, hardware, instances, launch, progress, tracking
+from sagelab import cluster, faults, hardware, instances, launch, progress, tracking
 from sagelab.config import ConfigError
 from sagelab.context import TaskContext
 from sagelab.run_state import resume_point, write_state
@@ -54,6 +54,7 @@ class Runner:
         _quiet_known_noise()
         progress.configure(bool(self.cfg.trainer.enable_progress_bar))
         instances.check_hardware(self.cfg)
+        cluster.check(self.cfg)  # started by torchrun / SLURM: the config must describe their world
         torch.set_num_threads(int(self.threads.value))
         L.seed_everything(int(self.cfg.seed), workers=True, verbose=False)
         launch.keep_children_out_of_the_sweep(self.cfg)
@@ -226,7 +227,8 @@ class Runner:
             num_nodes=int(strategy.num_nodes),
             strategy=build(processes=instances.processes(cfg), num_nodes=int(strategy.num_nodes), backend=backend),
             callbacks=[*callbacks, *extra],
-            logger=tracking.lightning_logger(self.record) if self.record else False,
+            # rank 0 only: another rank's MlflowClient would open (and race to create) the store for nothing
+            logger=tracking.lightning_logger(self.record) if self.record and self.record.active else False,
             plugins=plugins,
             use_distributed_sampler=False,  # our batch sampler shards by rank itself
             enable_model_summary=False,
