@@ -104,8 +104,6 @@ def stop_reason(spec: StudySpec, now: Tally, deadline: float | None) -> str | No
 
 def work(spec: StudySpec, study: Any, storage: Any) -> dict[str, Any]:
     """Run trials of the shared study until it is done (or this worker's budget is spent); what it did."""
-    from optuna.storages._heartbeat import get_heartbeat_thread
-
     from sagelab.hpo.lifeline import interrupt_on_signals
     from sagelab.hpo.optuna_study import _Trials
     from sagelab.hpo.progress import Progress
@@ -120,28 +118,43 @@ def work(spec: StudySpec, study: Any, storage: Any) -> dict[str, Any]:
     runner = _Trials(spec, deadline, progress)
     poll = max(0.2, min(2.0, spec.heartbeat_s / 2))
     ran: list[int] = []
-    with interrupt_on_signals(runner.kill_all):
-        while True:
-            fail_stale(study)
-            now = tally(study.get_trials(deepcopy=False))
-            reason = stop_reason(spec, now, deadline)
-            if reason is not None:
-                break
-            if not now.waiting and spec.max_trials is not None and now.claimed >= spec.max_trials:
-                time.sleep(poll)  # the budget is held by running trials: wait for them, or for their heartbeat
-                continue
-            with warnings.catch_warnings():  # "heartbeat is meant for Study.optimize": here it beats below
-                warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                trial = study.ask()
-            with get_heartbeat_thread(trial._trial_id, storage):
-                if not in_budget(study, trial.number, spec.max_trials):
-                    trial.set_user_attr(rdb.STATUS, "over_budget")
-                    study.tell(trial, state=_state("FAIL"))
-                    continue
-                progress.finished_before = now.finished - progress.done
-                run_trial(spec, study, trial, runner)
-                ran.append(trial.number)
+    held: dict[str, int | None] = {"trial": None}  # the trial this worker holds now
+    try:
+        with interrupt_on_signals(runner.kill_all):
+            reason = _loop(spec, study, storage, runner, progress, deadline, poll, ran, held)
+    except KeyboardInterrupt:  # SIGTERM / Ctrl-C: the running trial stays RUNNING for another worker to rerun
+        return {"worker": worker_name(), "ran": ran, "interrupted": True, "left_running": held["trial"]}
     return {"worker": worker_name(), "ran": ran, "stopped_because": reason, "gave_up": reason == "gave_up"}
+
+
+def _loop(spec: StudySpec, study: Any, storage: Any, runner: Any, progress: Any, deadline: float | None,
+          poll: float, ran: list[int], held: dict[str, int | None]) -> str:
+    """The worker's loop (see :func:`work`); returns why it stopped."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    while True:
+        fail_stale(study)
+        now = tally(study.get_trials(deepcopy=False))
+        reason = stop_reason(spec, now, deadline)
+        if reason is not None:
+            return reason
+        if not now.waiting and spec.max_trials is not None and now.claimed >= spec.max_trials:
+            time.sleep(poll)  # the budget is held by running trials: wait for them, or for their heartbeat
+            continue
+        with warnings.catch_warnings():  # "heartbeat is meant for Study.optimize": here it beats below
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = study.ask()
+        held["trial"] = trial.number
+        with get_heartbeat_thread(trial._trial_id, storage):
+            if not in_budget(study, trial.number, spec.max_trials):
+                trial.set_user_attr(rdb.STATUS, "over_budget")
+                study.tell(trial, state=_state("FAIL"))
+                held["trial"] = None
+                continue
+            progress.finished_before = now.finished - progress.done
+            run_trial(spec, study, trial, runner)
+            ran.append(trial.number)
+            held["trial"] = None
 
 
 def _state(name: str) -> Any:
@@ -224,7 +237,7 @@ def launch_workers(spec: StudySpec) -> dict[str, Any]:
         for proc in procs:
             if proc.poll() is None:
                 stop(proc, grace_s=30.0)
-        raise
+        return {"workers": spec.n_workers, "interrupted": True, "exit_codes": [p.returncode for p in procs]}
     return {"workers": spec.n_workers, "exit_codes": codes, "gave_up": any(c == 1 for c in codes)}
 
 
@@ -255,11 +268,8 @@ def run_shared(cfg: Any, spec: StudySpec) -> dict[str, Any]:
     print(f"sagelab hpo: {role} {worker_name()} on study {spec.name} ({spec.algorithm}) in "
           f"{rdb.shown(spec.storage)}", flush=True)
     started = time.monotonic()
-    interrupted = False
     try:
         info = work(spec, study, store) if role == "worker" else launch_workers(spec)
-    except KeyboardInterrupt:
-        interrupted, info = True, {"interrupted": True}
     except BaseException as err:
         parent.finish("FAILED", f"{type(err).__name__}: {err}")
         raise
@@ -279,9 +289,10 @@ def run_shared(cfg: Any, spec: StudySpec) -> dict[str, Any]:
         _print_summary(spec, summary)
         print(f"sagelab hpo: {message}", file=sys.stderr)
         raise SystemExit(1)
-    ours = set(info.get("ran") or [])
-    others_running = [n for n in now.running if n not in ours]
-    if interrupted:
+    # a starter answers for all its workers; a worker for the trials it ran and the one it left running
+    ours = {*info.get("ran", []), info.get("left_running")}
+    others_running = [] if role == "starter" else [n for n in now.running if n not in ours]
+    if info.get("interrupted"):
         if not others_running:
             parent.finish("KILLED")
         print(f"sagelab hpo: worker {worker_name()} interrupted; {summary['n_trials']} trials so far. Run the same "
