@@ -27,11 +27,11 @@ TRIALS = 12
 def shared_command(tmp: Path, storage: str, *extra: str) -> list[str]:
     return [sys.executable, "run.py", *study_args(
         tmp, "hpo=tpe", "search_space=glue_default", f"hpo.max_trials={TRIALS}", "hpo.max_resource=2",
-        f"hpo.storage={storage}", "hpo.study_name=shared", "hpo.heartbeat_s=1", "hpo.grace_s=3",
+        f"hpo.storage={storage}", "hpo.study_name=shared", "hpo.heartbeat_s=1", "hpo.grace_s=10",
         "+synthetic.mlflow=true", f"+synthetic.gate={tmp / 'go'}", *extra)]
 
 
-def trial_processes(tmp: Path) -> dict[int, int]:
+def trial_processes(tmp: Path, study: str = "shared") -> dict[int, int]:
     """pid -> parent pid of the live trial programs whose MLflow run exists (a trial's parent process is the
     worker that launched it; at the gate, a trial has made its run and reported nothing)."""
     out = {}
@@ -39,7 +39,7 @@ def trial_processes(tmp: Path) -> dict[int, int]:
         if "+callbacks.hpo.trial=" not in cmd:
             continue
         trial = cmd.split("+callbacks.hpo.trial=", 1)[1].split()[0]
-        result = tmp / "hpo" / "shared" / "trials" / trial / "result.json"
+        result = tmp / "hpo" / study / "trials" / trial / "result.json"
         try:
             if json.loads(result.read_text()).get("mlflow_run_id"):
                 out[pid] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -48,11 +48,11 @@ def trial_processes(tmp: Path) -> dict[int, int]:
     return out
 
 
-def load(storage: str):
+def load(storage: str, study: str = "shared"):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name="shared", storage=storage)
+    return optuna.load_study(study_name=study, storage=storage)
 
 
 def finished(study) -> list:
@@ -155,6 +155,69 @@ def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, postgres):
     assert '"n_interrupted": 1' in summary and '"n_trials": 13' in summary
 
 
+def test_the_budget_is_the_first_max_trials_claims_in_trial_order(tmp_path):
+    """The exactness rule on its own: which asked trial may run, given what the trials before it hold."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from sagelab.hpo.optuna_shared import claims, in_budget, tally
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/o.db")
+    first, second, third = study.ask(), study.ask(), study.ask()
+    assert in_budget(study, second.number, 2) and not in_budget(study, third.number, 2)
+    study.tell(first, 1.0)
+    assert not in_budget(study, third.number, 2)  # finished or running, both hold their place
+    study.tell(second, state=TrialState.FAIL)  # lost (no sagelab.status): its place is free again
+    assert in_budget(study, third.number, 2)
+    crashed = study.ask()
+    crashed.set_user_attr("sagelab.status", "failed")
+    study.tell(crashed, state=TrialState.FAIL)  # a crashed trial counts, as in a local study
+    dropped = study.ask()
+    dropped.set_user_attr("sagelab.status", "over_budget")
+    study.tell(dropped, state=TrialState.FAIL)
+    study.enqueue_trial({})  # a retry waiting to be asked holds its place too
+    trials = study.get_trials(deepcopy=False)
+    assert [claims(t) for t in trials] == [True, False, True, True, False, True]
+    now = tally(trials)
+    assert (now.finished, now.failed, now.waiting, now.claimed, now.running) == (2, 1, 1, 3, (third.number,))
+
+
+def test_a_stopped_worker_leaves_its_trial_for_the_next_one(tmp_path, postgres):
+    """SIGTERM to a lone worker: exit 130, its trial stays RUNNING, the parent ends KILLED; the same command run
+    again fails that trial by its old heartbeat, runs it again and finishes the study."""
+    storage = postgres.database("shared_stop")
+    command = shared_command(tmp_path, storage)
+    command = [c for c in command if not c.startswith("hpo.max_trials=")] + ["hpo.max_trials=3"]
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        (trial_pid,) = wait_until(lambda: trial_processes(tmp_path), "the worker's trial", first, log)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=DEADLINE_S) == 130, log.read_text()[-3000:]
+        wait_until(lambda: trial_pid not in processes_of(tmp_path), "the trial to stop with its worker")
+    finally:
+        if first.poll() is None:
+            first.kill()
+    from optuna.trial import TrialState
+
+    (left,) = load(storage).get_trials()
+    assert left.state == TrialState.RUNNING
+    _, parent, _ = child_runs(tmp_path)
+    assert parent.info.status == "KILLED"
+    (tmp_path / "go").touch()
+    second = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=DEADLINE_S)
+    assert second.returncode == 0, second.stderr[-3000:]
+    study = load(storage)
+    done = finished(study)
+    assert len(done) == 3 and [t.user_attrs.get("retry_of") for t in done].count(left.number) == 1
+    (retry,) = [t for t in done if t.user_attrs.get("retry_of") == left.number]
+    assert retry.params == left.params
+    _, parent, children = child_runs(tmp_path)
+    assert parent.info.status == "FINISHED" and sum(r.info.status == "FINISHED" for r in children) == 3
+
+
 @pytest.mark.parametrize(("overrides", "expected"), [
     (["hpo=tpe", "hpo.storage=nonsense"], "hpo.storage: 'nonsense' is not a database URL"),
     (["hpo=tpe", "hpo.storage=redis://127.0.0.1/0"], "hpo.storage: 'redis://127.0.0.1/0': Optuna's RDB storage"),
@@ -199,3 +262,56 @@ def test_parallel_trials_get_their_share_of_the_cores(tmp_path, algorithm):
     assert not [a for a in argv("hpo.n_workers=1") if a.startswith("instance.threads=")]
     pinned = [a for a in argv("hpo.n_workers=2", "instance.threads=2") if a.startswith("instance.threads=")]
     assert pinned == ["instance.threads=2"]  # the user's own setting, inherited once, not overridden
+
+
+@pytest.mark.slow
+def test_real_bert_tiny_trials_survive_a_killed_worker(tmp_path, postgres):
+    """The real thing: two workers of run.py trials (bert_tiny, TPE, 12 trials), one killed -9 mid-trial."""
+    import time
+
+    from optuna.trial import TrialState
+
+    from conftest import TINY as TINY_MODEL
+    from sagelab.hardware import describe
+
+    storage = postgres.database("shared_real")
+    command = [sys.executable, "run.py", "task=glue_mrpc", *TINY_MODEL, f"hpo.dir={tmp_path}/hpo",
+               f"hpo.experiment_dir={tmp_path}/conf/experiment", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+               f"logger.artifact_location={tmp_path}/artifacts", "hpo=tpe", "search_space=glue_default",
+               f"hpo.max_trials={TRIALS}", "hpo.max_resource=2", f"hpo.storage={storage}", "hpo.study_name=real",
+               "hpo.heartbeat_s=2", "hpo.grace_s=6"]
+    started = time.monotonic()
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    procs = []
+    for log in logs:
+        with open(log, "w") as out:
+            procs.append(subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+    a, b = procs
+    try:
+        def a_is_training() -> dict[int, int] | None:  # its trial's run exists: the trial is under way
+            assert a.poll() is None, logs[0].read_text()[-3000:]
+            running = {pid: parent for pid, parent in trial_processes(tmp_path, "real").items() if parent == a.pid}
+            return running or None
+
+        (a_trial,) = wait_until(a_is_training, "worker a's trial to start", b, logs[1])
+        os.kill(a.pid, signal.SIGKILL)
+        assert a.wait(timeout=DEADLINE_S) == -signal.SIGKILL
+        wait_until(lambda: a_trial not in processes_of(tmp_path), "the killed worker's trial to die with it")
+        assert b.wait(timeout=3600) == 0, logs[1].read_text()[-3000:]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    wall = time.monotonic() - started
+    study = load(storage, "real")
+    done = finished(study)
+    lost = [t for t in study.get_trials() if t.state == TrialState.FAIL and not t.user_attrs.get("sagelab.status")]
+    assert len(done) == TRIALS and len({tuple(sorted(t.params.items())) for t in done}) == TRIALS
+    assert len(lost) == 1 and [t.user_attrs.get("retry_of") for t in done].count(lost[0].number) == 1
+    client, parent, children = child_runs(tmp_path)
+    finished_runs = [r for r in children if r.info.status == "FINISHED"]
+    assert parent.info.status == "FINISHED" and len(finished_runs) == TRIALS
+    pruned = sum(t.state == TrialState.PRUNED for t in done)
+    print(f"\nshared study, real trials: {len(done)} finished ({pruned} pruned), {len(lost)} lost and retried, "
+          f"{len(children)} child runs ({len(finished_runs)} FINISHED), wall {wall:.0f} s on {describe()}")
