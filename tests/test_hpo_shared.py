@@ -183,6 +183,27 @@ def test_the_budget_is_the_first_max_trials_claims_in_trial_order(tmp_path):
     assert (now.finished, now.failed, now.waiting, now.claimed, now.running) == (2, 1, 1, 3, (third.number,))
 
 
+def test_a_worker_of_another_setup_is_refused(tmp_path):
+    import optuna
+
+    from sagelab.config import ConfigError
+    from sagelab.hpo.optuna_shared import same_study
+    from sagelab.hpo.spec import build_spec
+    from test_hpo_study import compose
+
+    def spec(*extra: str):
+        overrides = study_args(tmp_path, "hpo=tpe", "search_space=glue_default", "hpo.study_name=s",
+                               f"hpo.storage=sqlite:///{tmp_path}/o.db", *extra)
+        return build_spec(compose(*overrides), overrides)
+
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path}/o.db")
+    same_study(spec(), study)
+    same_study(spec("hpo.max_trials=99"), study)  # a budget is not the setup: raising it extends the study
+    with pytest.raises(ConfigError) as err:
+        same_study(spec("data.train_limit=8"), study)
+    assert err.value.key == "hpo.study_name" and "different setup" in err.value.message
+
+
 def test_a_stopped_worker_leaves_its_trial_for_the_next_one(tmp_path, postgres):
     """SIGTERM to a lone worker: exit 130, its trial stays RUNNING, the parent ends KILLED; the same command run
     again fails that trial by its old heartbeat, runs it again and finishes the study."""

@@ -260,6 +260,7 @@ def run_shared(cfg: Any, spec: StudySpec) -> dict[str, Any]:
         study = create(spec, store, spec.seed)
     except SQLAlchemyError as err:  # e.g. the server went away since open_storage
         raise _unreachable(spec, err) from None
+    same_study(spec, study)
     parent = join_parent(cfg, spec, store)
     spec.parent_run_id = parent.run_id
     spec.save()
@@ -302,6 +303,20 @@ def run_shared(cfg: Any, spec: StudySpec) -> dict[str, Any]:
         parent.finish("FINISHED")
     _print_summary(spec, summary)
     return summary
+
+
+def same_study(spec: StudySpec, study: Any) -> None:
+    """Workers joining by name must run the same study (task, overrides, space, objectives, fidelity, seed): the
+    first one records the identity in the storage, later ones are refused if theirs differs."""
+    from sagelab.config import ConfigError
+
+    known = study.user_attrs.get("sagelab.identity")
+    if known is None:
+        study.set_user_attr("sagelab.identity", spec.identity)
+    elif known != spec.identity:
+        raise ConfigError("hpo.study_name", f"study '{spec.name}' in {rdb.shown(spec.storage or '')} was started with "
+                          "a different setup (task, overrides, space, objectives or fidelity); give this one another "
+                          "hpo.study_name.")
 
 
 def _unreachable(spec: StudySpec, err: Exception) -> Exception:
