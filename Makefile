@@ -4,9 +4,17 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install run test test-slow clean
+.PHONY: install postgres run test test-slow clean
 
-install: $(STAMP)
+install: postgres $(STAMP)
+
+# Debian's PostgreSQL, for shared Optuna studies (hpo.storage) and the tests that start a throw-away cluster.
+# Checked on every install (cheap), outside the venv stamp; installed only where we may (root with apt-get).
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update && apt-get install -y --no-install-recommends postgresql; \
+		else echo "PostgreSQL not installed (needs root + apt-get); its tests will be skipped"; fi; fi
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)

@@ -119,3 +119,6 @@ def mlflow_runs(tmp: Path, experiment: str):
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
     return mlflow.search_runs(experiment_names=[experiment])
+
+
+from servers import postgres  # noqa: E402,F401  (the session's PostgreSQL cluster, for the tests that ask for it)

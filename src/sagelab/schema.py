@@ -181,6 +181,9 @@ class HpoConfig:
     trial_overrides: list[str] = field(default_factory=list)
     latency: dict[str, int] = field(default_factory=dict)
     keep_checkpoints: bool = False
+    storage: Optional[str] = None               # an RDB URL shared by every worker of an Optuna study
+    heartbeat_s: int = checked(10, positive)    # shared study: each worker's heartbeat for its running trial
+    grace_s: int = checked(30, positive)        # shared study: a trial whose heartbeat is older is failed and retried
     command: Optional[list[str]] = None        # the trial program (tests: a synthetic stand-in)
     base_overrides: Optional[list[str]] = None  # the study's own overrides, when not from Hydra's record
     backend: str = checked("auto", one_of("auto", "syne_tune", "optuna", "ray"))  # auto: the algorithm's library

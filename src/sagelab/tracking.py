@@ -69,8 +69,15 @@ def connect(cfg: DictConfig) -> str:
     if db is not None:
         try:  # here, the refusal names the file; from inside SQLite it would be "unable to open database file"
             db.parent.mkdir(parents=True, exist_ok=True)
-            with open(db, "ab"):
-                pass
+            if not db.exists():
+                with open(db, "ab"):
+                    pass
+            elif not os.access(db, os.W_OK):
+                raise PermissionError(13, "Permission denied", str(db))
+            # never open and close an existing store here: closing any descriptor of the file drops the POSIX
+            # locks this process's SQLite connections hold on it (a second connect in one process, e.g. a shared
+            # study's worker re-opening the parent run), and another process may then reset the WAL under them:
+            # "database disk image is malformed"
         except OSError as err:
             raise CannotWrite(err.filename or db, err) from err
         # Jobs started together (the joblib launcher, HPO workers) would otherwise race to create the schema
@@ -84,8 +91,16 @@ def connect(cfg: DictConfig) -> str:
         experiment = retry_locked(mlflow.get_experiment_by_name, name)
         if experiment is not None:
             return experiment.experiment_id
-        location = Path(str(cfg.logger.artifact_location)) / name
-        return retry_locked(mlflow.create_experiment, name, artifact_location=location.resolve().as_uri())
+        # a tracking server keeps artifacts where it was told to (--artifacts-destination), for every client
+        location = None if uri.startswith(("http://", "https://")) else \
+            (Path(str(cfg.logger.artifact_location)) / name).resolve().as_uri()
+        try:
+            return retry_locked(mlflow.create_experiment, name, artifact_location=location)
+        except Exception:  # another process (a worker of the same study) created it first: no file lock on a server
+            experiment = mlflow.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -133,7 +148,10 @@ def retry_locked(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 class RunRecord:
     """The MLflow run of one command, opened (or re-opened on resume) on rank 0 only."""
 
-    def __init__(self, cfg: DictConfig, run_id: str | None, is_global_zero: bool, tags: dict[str, str] | None = None):
+    def __init__(self, cfg: DictConfig, run_id: str | None, is_global_zero: bool, tags: dict[str, str] | None = None,
+                 mark_resumed: bool = True):
+        """``run_id``: re-open that run (RUNNING again; tagged ``sagelab.resumed`` unless ``mark_resumed`` is
+        false, as for a shared study's parent that another worker opened)."""
         self.cfg = cfg
         self.active = is_global_zero
         self.run_id = run_id
@@ -175,7 +193,8 @@ class RunRecord:
                 raise
         else:
             self._on_rank_zero("update_run", "RUNNING")
-            self.set_tag("sagelab.resumed", "true")
+            if mark_resumed:
+                self.set_tag("sagelab.resumed", "true")
 
     def log_params(self, params: dict[str, Any]) -> None:
         if not self.active:

@@ -39,10 +39,13 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def launch(argv: Sequence[str], cwd: Path, stdout: IO | None = None, stderr: IO | None = None) -> subprocess.Popen:
-    """Start a trial program in its own process group, bound to die with this process."""
+def launch(argv: Sequence[str], cwd: Path, stdout: IO | int | None = None, stderr: IO | int | None = None,
+           env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a trial program (or a shared study's worker) in its own process group, bound to die with this
+    process."""
     wrapper = [sys.executable, "-m", "sagelab.hpo.lifeline", str(os.getpid())]
-    return subprocess.Popen([*wrapper, *argv], cwd=cwd, stdout=stdout, stderr=stderr, start_new_session=True)
+    return subprocess.Popen([*wrapper, *argv], cwd=cwd, stdout=stdout, stderr=stderr, env=env,
+                            start_new_session=True)
 
 
 def stop(proc: subprocess.Popen, grace_s: float = 10.0) -> None:

@@ -11,7 +11,9 @@ trial's ``result.json``.
 Resume: the storage keeps every finished trial. Trials that were running when
 the study died are marked FAIL in the storage and enqueued again with the same
 parameters, so a resumed study re-runs exactly what it lost. One study process
-per study is assumed (more parallelism: ``hpo.n_workers``).
+per study is assumed here (more parallelism: ``hpo.n_workers`` threads). A study
+in a shared ``hpo.storage`` runs in any number of worker processes instead:
+:mod:`sagelab.hpo.optuna_shared`, which reuses :class:`_Trials` to run each trial.
 """
 
 from __future__ import annotations
@@ -63,9 +65,16 @@ def make_sampler(spec: StudySpec, seed: int) -> Any:
 
 def open_study(spec: StudySpec, seed: int) -> tuple[Any, Any]:
     """(study, storage): created on the first session, loaded on later ones."""
+    from sagelab.hpo.storage import open_storage
+
+    storage = open_storage(spec.optuna_storage)
+    return create(spec, storage, seed), storage
+
+
+def create(spec: StudySpec, storage: Any, seed: int) -> Any:
+    """The study in ``storage``, created by whoever comes first (``load_if_exists``), with this process's sampler."""
     import optuna
 
-    storage = optuna.storages.RDBStorage(spec.optuna_storage, engine_kwargs={"connect_args": {"timeout": 60}})
     study = optuna.create_study(
         study_name=spec.name,
         storage=storage,
@@ -80,7 +89,7 @@ def open_study(spec: StudySpec, seed: int) -> tuple[Any, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([o.key for o in spec.objective_list()])
-    return study, storage
+    return study
 
 
 def requeue_lost(study: Any, storage: Any, lost: list[dict[str, Any]]) -> None:

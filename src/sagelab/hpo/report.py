@@ -108,9 +108,10 @@ class TrialReporter:
             from sagelab.hpo.optuna_study import make_pruner
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            storage = optuna.storages.RDBStorage(
-                self.spec.optuna_storage, engine_kwargs={"connect_args": {"timeout": 60}}
-            )
+            from sagelab.hpo.storage import engine_kwargs
+
+            url = self.spec.optuna_storage
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
             study = optuna.load_study(study_name=self.spec.name, storage=storage, pruner=make_pruner(self.spec))
             study_id = storage.get_study_id_from_name(self.spec.name)
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(self.trial))

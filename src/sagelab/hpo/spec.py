@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 from dataclasses import asdict, dataclass, field
@@ -83,6 +84,11 @@ class StudySpec:
     ray_address: str | None = None  # backend "ray": the cluster to connect to (None: a local Ray)
     identity: str = ""  # digest of what defines the study (not its budget): a resume must match it
     parent_run_id: str | None = None
+    storage: str | None = None   # hpo.storage: an RDB shared by every worker of the study (None: optuna.db here)
+    heartbeat_s: int = 10        # a shared study's workers beat this often for their running trial...
+    grace_s: int = 30            # ...and a trial whose beat is older is failed and run again by another worker
+    trial_threads: int | None = None  # instance.threads of each trial (n_workers > 1: the cores split over them)
+    study_overrides: list[str] = field(default_factory=list)  # the command's own overrides (worker processes)
 
     # -- derived ------------------------------------------------------------------
     @property
@@ -99,7 +105,7 @@ class StudySpec:
 
     @property
     def optuna_storage(self) -> str:
-        return f"sqlite:///{self.dir / 'optuna.db'}"
+        return self.storage or f"sqlite:///{self.dir / 'optuna.db'}"
 
     def objective_list(self) -> list[Objective]:
         return [Objective(o["name"], o["mode"]) for o in self.objectives]
@@ -133,6 +139,8 @@ class StudySpec:
             f"+callbacks.hpo.trial={trial_id}",
             "+callbacks.hpo.price_per_hour=${instance.price_per_hour}",
         ]
+        if self.trial_threads is not None:
+            argv.append(f"instance.threads={self.trial_threads}")
         if self.parent_run_id:
             argv.append(f"logger.parent_run_id={self.parent_run_id}")
         return [*argv, *extra]
@@ -152,7 +160,7 @@ class StudySpec:
 
     def save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.spec_path.with_suffix(".tmp")
+        tmp = self.spec_path.with_name(f".spec.{os.getpid()}.tmp")  # workers of a shared study write it too
         tmp.write_text(json.dumps(asdict(self), indent=2, default=str))
         tmp.replace(self.spec_path)
 
@@ -263,6 +271,11 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
     study_dir = study_folder(Path(str(hpo.get("dir") or PROJECT_ROOT / "mlruns" / "hpo")), name)
     if backend == "syne_tune" and re.search(r"\s", str(study_dir) + sys.executable):
         raise ConfigError("hpo.dir", f"'{study_dir}' contains a space, which Syne Tune's LocalBackend cannot pass.")
+    storage = _storage(hpo, algorithm, backend)
+    heartbeat_s, grace_s = _opt_number(hpo, "heartbeat_s", int) or 10, _opt_number(hpo, "grace_s", int) or 30
+    if grace_s <= heartbeat_s:
+        raise ConfigError("hpo.grace_s", f"({grace_s}) must exceed hpo.heartbeat_s ({heartbeat_s}), or live trials "
+                          "would be taken for dead ones.")
     latency = dict(OmegaConf.to_container(hpo.get("latency") or {}, resolve=True))
     for key in latency:
         if key not in LATENCY_DEFAULTS:  # batch_size is gone: predict_step gets the whole first validation batch
@@ -301,4 +314,44 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         trial_timeout_s=_opt_number(hpo, "trial_timeout_s", float),
         ray_address=str(hpo.get("ray_address")) if hpo.get("ray_address") else None,
         identity=digest,
+        storage=storage,
+        heartbeat_s=heartbeat_s,
+        grace_s=grace_s,
+        trial_threads=trial_threads(n_workers, base, space, backend),
+        study_overrides=[str(o) for o in raw],
     )
+
+
+def _storage(hpo: DictConfig, algorithm: str, backend: str) -> str | None:
+    """``hpo.storage`` checked: an RDB URL, and only for the Optuna algorithms."""
+    url = hpo.get("storage")
+    if url is None:
+        return None
+    if backend != "optuna":
+        optuna_names = ", ".join(a for a, (b, _, _) in ALGORITHMS.items() if b == "optuna")
+        raise ConfigError("hpo.storage", f"is an Optuna storage, and hpo={algorithm} runs on "
+                          f"{'Ray Tune' if backend == 'ray' else 'Syne Tune'}, which keeps no such storage; drop "
+                          f"hpo.storage or use an Optuna algorithm ({optuna_names}).")
+    from sagelab.hpo.storage import check_url
+
+    return check_url(str(url))
+
+
+def trial_threads(n_workers: int, base: Sequence[str], space: SearchSpace, backend: str = "") -> int | None:
+    """With several trials at once, each gets its share of the cores (``instance.threads``) so they do not fight
+    over them; None when one runs at a time or the command or the space sets ``instance.threads`` itself. On Ray a
+    trial gets the CPUs it asked Ray for, on whichever node it lands (not a share of this machine's cores)."""
+    from sagelab.hpo.inherit import override_key
+
+    if n_workers <= 1:
+        return None
+    if any(override_key(o) == "instance.threads" for o in base) or \
+            any(p.key == "instance.threads" for p in space.params.values()):
+        return None
+    if backend == "ray":
+        from sagelab.hpo.ray_study import CPUS_PER_TRIAL
+
+        return CPUS_PER_TRIAL
+    from sagelab.hardware import available_cores
+
+    return max(1, available_cores() // n_workers)

@@ -12,6 +12,9 @@
    the hypervolume, the best configuration as ``conf/experiment/hpo/hpo_<study>.yaml``,
    all logged to the parent run; trial runs the scheduler killed are closed as KILLED.
 
+With ``hpo.storage`` set (Optuna), the study lives in a shared database instead and every process running
+the command is one of its workers (:mod:`sagelab.hpo.optuna_shared`).
+
 Re-running the same command resumes the study; a SIGTERM or Ctrl-C ends it
 cleanly (running trials are stopped, the parent run is marked KILLED). One session
 of a study runs at a time (another is refused, exit status 75); a study whose
@@ -49,6 +52,10 @@ def run_study(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[s
         from sagelab.hpo.ray_study import check_address
 
         check_address(spec.ray_address)
+    if spec.storage is not None:  # a study shared through an RDB: every process is a worker, none is refused
+        from sagelab.hpo.optuna_shared import run_shared
+
+        return run_shared(cfg, spec)
     try:
         with hold_session(spec.dir, spec.name):
             return _run_session(cfg, spec)
@@ -107,13 +114,16 @@ def _run_session(cfg: DictConfig, spec: StudySpec) -> dict[str, Any]:
     return summary
 
 
-def trials_table(spec: StudySpec) -> Any:
-    """One row per trial: id, status, epochs, sampled values, natural objective values, metrics."""
+def trials_table(spec: StudySpec, records: list[dict[str, Any]] | None = None) -> Any:
+    """One row per trial: id, status, epochs, sampled values, natural objective values, metrics.
+
+    ``records``: the trials as :func:`~sagelab.hpo.records.load_trials` reads them from the study folder (the
+    default), or as a shared study's storage holds them (:func:`sagelab.hpo.storage.records`)."""
     import pandas as pd
 
     objectives = spec.objective_list()
     rows = []
-    for record in load_trials(spec.dir):
+    for record in load_trials(spec.dir) if records is None else records:
         result = record.get("result") or {}
         history = result.get("history") or []
         row: dict[str, Any] = {
@@ -139,8 +149,9 @@ def trials_table(spec: StudySpec) -> Any:
     return pd.DataFrame(rows)
 
 
-def finalize(spec: StudySpec, parent: Any | None = None) -> dict[str, Any]:
-    """Write the study's results (CSV, front, plots, hypervolume, best config) and log them to ``parent``."""
+def finalize(spec: StudySpec, parent: Any | None = None, records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write the study's results (CSV, front, plots, hypervolume, best config) and log them to ``parent``
+    (``records``: see :func:`trials_table`)."""
     import numpy as np
 
     from sagelab.hpo import pareto
@@ -148,7 +159,7 @@ def finalize(spec: StudySpec, parent: Any | None = None) -> dict[str, Any]:
 
     out = spec.results_dir
     out.mkdir(parents=True, exist_ok=True)
-    table = trials_table(spec)
+    table = trials_table(spec, records)
     objectives = spec.objective_list()
     names = [o.name for o in objectives]
     summary: dict[str, Any] = {"study": spec.name, "algorithm": spec.algorithm, "study_dir": str(spec.dir),

@@ -14,6 +14,10 @@ those ids crash with a traceback before their first report, whatever
 configuration they drew and in whatever order they were scheduled: that is how
 tests make trials fail deterministically. ``+synthetic.hang_trials=[2]`` makes
 trials hang (sleep forever) before their first report, for ``hpo.trial_timeout_s``.
+``+synthetic.gate=<file>`` holds every trial before its first report until that file exists: a test
+releases them when it has done what must happen "mid-trial" (e.g. kill a shared study's worker).
+``+synthetic.mlflow=true`` gives each trial an MLflow run as a real trial has one (nested under the study's
+parent, tagged with study and trial, params, ``config.yaml``, a metric per epoch, FINISHED at the end).
 
 Simulated training time (not the real sleep) drives ``train_time_s`` and
 ``cost_usd``, so results are deterministic.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -82,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     epochs = int(args.get("trainer.max_epochs", 1))
     batch_size = int(args.get("optim.batch_size", 32))
     reporter = TrialReporter(args["callbacks.hpo.spec"], trial, instance["price_per_hour"])
+    run = MlflowRun(reporter, args) if args.get("synthetic.mlflow") else None
+    gate = args.get("synthetic.gate")
+    while gate and not Path(str(gate)).exists():  # released by the test, whatever happens meanwhile
+        time.sleep(0.05)
     epoch_s = float(args.get("synthetic.epoch_s", 0.02))
     simulated = 0.0
     for epoch in range(1, epochs + 1):
@@ -91,9 +100,47 @@ def main(argv: list[str] | None = None) -> int:
                          float(args.get("optim.warmup_ratio", 0.1)), model, epoch)
         metric = 1.0 - error if reporter.spec.task_mode == "max" else error
         latency = latency_base / threads**0.7
+        if run is not None:
+            run.log_metrics({reporter.spec.task_metric: metric, "train_time_s": simulated}, epoch)
         if reporter.report(metric, latency, {reporter.spec.task_metric: metric}, train_time_s=simulated):
             break
+    if run is not None:
+        run.finish()
     return 0
+
+
+class MlflowRun:
+    """The trial's MLflow run, made as :class:`sagelab.tracking.RunRecord` makes a real trial's (same store,
+    experiment, nesting tag and study tags), without composing a config."""
+
+    def __init__(self, reporter: Any, args: dict[str, Any]) -> None:
+        from mlflow import MlflowClient
+        from omegaconf import OmegaConf
+
+        from sagelab.tracking import connect
+
+        spec = reporter.spec
+        cfg = OmegaConf.create({"logger": {"tracking_uri": spec.tracking_uri, "experiment_name": spec.experiment_name,
+                                           "artifact_location": spec.artifact_location}})
+        experiment = connect(cfg)
+        self.client = MlflowClient()
+        tags = {"mlflow.runName": str(args.get("logger.run_name", f"trial-{reporter.trial}")),
+                "sagelab.hpo.study": spec.name, "sagelab.hpo.trial": reporter.trial, "mode": "train"}
+        if args.get("logger.parent_run_id"):
+            tags["mlflow.parentRunId"] = str(args["logger.parent_run_id"])
+        self.run_id = self.client.create_run(experiment, tags=tags).info.run_id
+        params = {k: str(v) for k, v in args.items() if k.startswith(("optim.", "model", "instance"))}
+        for key, value in params.items():
+            self.client.log_param(self.run_id, key, value)
+        self.client.log_text(self.run_id, yaml.safe_dump(args, sort_keys=True), "config.yaml")
+        reporter.set_run_id(self.run_id)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        for key, value in metrics.items():
+            self.client.log_metric(self.run_id, key, float(value), step=step)
+
+    def finish(self) -> None:
+        self.client.set_terminated(self.run_id, "FINISHED")
 
 
 if __name__ == "__main__":
