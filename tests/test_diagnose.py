@@ -175,7 +175,7 @@ def test_a_regression_task_is_refused_in_one_line(run_cli) -> None:
 
 
 def test_only_tasks_that_opt_in_gain_the_mode() -> None:
-    """The contract grew by one opt-in hook: the other families' modes are what they were."""
+    """The contract grew by one opt-in hook: families that do not opt in keep exactly their modes."""
     from hydra.utils import get_class
 
     expected = {
@@ -183,8 +183,20 @@ def test_only_tasks_that_opt_in_gain_the_mode() -> None:
         "qa": ("train", "evaluate", "predict", "batch_transform", "serve"),
         "ner": ("train", "evaluate", "predict", "batch_transform"),
         "drift": ("baseline", "monitor", "report"),
-        "link_prediction": ("train", "evaluate", "recommend", "transform"),
+        "link_prediction": ("train", "evaluate", "diagnose", "recommend", "transform"),  # opted in
     }
     for task, modes in expected.items():
         cfg = compose_config(f"task={task}", *(["model=graphsage"] if task == "link_prediction" else []))
         assert get_class(str(cfg.task._target_))(cfg).modes() == modes, task
+
+
+def test_link_prediction_edges_are_diagnosed_on_the_pairs_test_auc_scores(make_cfg, tmp_path: Path) -> None:
+    """The held-out edges and their fixed negatives: the AUC equals training's own test/auc on the same pairs."""
+    graph = ["task=link_prediction", "model=graphsage", "trainer.max_epochs=20", "optim.lr=0.01",
+             "checkpoint.every_n_steps=0"]
+    trained = dispatch_cfg(make_cfg(*graph))
+    result = dispatch_cfg(make_cfg(*graph, "mode=diagnose", f"checkpoint.load={tmp_path / 'ckpt' / 'final.ckpt'}",
+                                   "diagnose.bootstrap=100"))
+    assert result["diagnose/auc"] == pytest.approx(trained["test/auc"], abs=1e-6)
+    report = json.loads((tmp_path / "out" / "diagnose" / "report.json").read_text())
+    assert report["positive"] == "linked" and report["data"] is None and report["attribution"] is None
