@@ -9,15 +9,17 @@ itself, so they describe it; on a small set, read them with the AUC's interval i
 from __future__ import annotations
 
 import json
+import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from sagelab.context import TaskContext
     from sagelab.diagnose import DiagnoseInputs
 
 
-def run_diagnose(context: TaskContext, task_name: str, inputs: DiagnoseInputs) -> dict[str, float]:
+def run_diagnose(context: TaskContext, task_name: str, scored: Callable[[], DiagnoseInputs]) -> dict[str, float]:
+    """``scored()`` is the task's hook: it loads the model and scores the evaluation set (timed as ``scoring``)."""
     import numpy as np
 
     from sagelab.diagnose import metrics, plots, report
@@ -26,7 +28,6 @@ def run_diagnose(context: TaskContext, task_name: str, inputs: DiagnoseInputs) -
     cfg = context.cfg.diagnose
     out = context.output_dir / "diagnose"
     out.mkdir(parents=True, exist_ok=True)
-    y, s = metrics.as_arrays(inputs.labels, inputs.scores)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -34,6 +35,11 @@ def run_diagnose(context: TaskContext, task_name: str, inputs: DiagnoseInputs) -
         nonlocal clock
         timings[name] = round(time.perf_counter() - clock, 3)
         clock = time.perf_counter()
+        print(f"diagnose: {name} done in {timings[name]:.1f} s", file=sys.stderr, flush=True)
+
+    inputs = scored()
+    y, s = metrics.as_arrays(inputs.labels, inputs.scores)
+    lap("scoring")
 
     prevalence = cfg.get("prevalence")
     auc = metrics.auc_interval(y, s, int(cfg.bootstrap), int(cfg.bootstrap_seed), float(cfg.confidence))

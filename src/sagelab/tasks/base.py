@@ -139,7 +139,7 @@ class Task:
     def diagnose(self, context: TaskContext) -> dict[str, float]:
         from sagelab.diagnose.mode import run_diagnose
 
-        return run_diagnose(context, self.name, self.diagnose_inputs(context))
+        return run_diagnose(context, self.name, lambda: self.diagnose_inputs(context))
 
     # -- task-specific modes ----------------------------------------------
     def extra_modes(self) -> dict[str, Mode]:
