@@ -142,7 +142,7 @@ class DiagnoseConfig:
     shortcut_strength: float = checked(0.8, fraction)
     balance_tolerance: float = checked(0.1, fraction)
     top_k: int = checked(20, positive)
-    attribution_examples: int = checked(200, non_negative)
+    attribution_examples: int = checked(100, non_negative)
     attribution_steps: int = checked(16, positive)
     attribution_shown: int = checked(8, non_negative)
 

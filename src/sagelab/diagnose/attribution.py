@@ -7,9 +7,10 @@ word's attribution is how much of the score's distance from "no words" it carrie
 into the words of the original text (the tokenizer's ``word_ids`` and character offsets), and words are then
 aggregated over a bounded, seeded sample of evaluation examples.
 
-Integrated gradients over occlusion: one batched pass of ``steps`` interpolations per example, against one
-forward pass per word for occlusion, and it satisfies completeness (attributions sum to the log-odds gap).
-Gradients run in fp32: autocast's bf16 would blur small attributions.
+Integrated gradients over occlusion: at a similar cost (``steps`` forward and backward passes per example,
+against one forward pass per word), its attributions add up to the log-odds gap from the baseline
+(completeness), so words of one example compare on one scale. Gradients run in fp32: autocast's bf16 would
+blur small attributions. The cost is the mode's largest: ``diagnose.attribution_examples`` bounds it.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ def integrated_gradients(model: Any, tokenizer: Any, fields: Sequence[Sequence[s
         return logits[:, 1] - logits[:, 0]
 
     explainer = LayerIntegratedGradients(log_odds, model.get_input_embeddings())
-    results: list[list[tuple[str, float]]] = []
-    for start in range(0, len(fields[0]), batch_size):
-        texts = [list(f[start:start + batch_size]) for f in fields]
+    # longest first in batches of similar length: every interpolation step pays for the padding
+    order = sorted(range(len(fields[0])), key=lambda i: sum(len(f[i]) for f in fields), reverse=True)
+    results: list[list[tuple[str, float]]] = [[] for _ in order]
+    for start in range(0, len(order), batch_size):
+        positions = order[start:start + batch_size]
+        texts = [[f[i] for i in positions] for f in fields]
         enc = tokenizer(*texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt",
                         return_offsets_mapping=True)
         ids = enc["input_ids"]
@@ -43,8 +47,8 @@ def integrated_gradients(model: Any, tokenizer: Any, fields: Sequence[Sequence[s
         with torch.autocast("cpu", enabled=False):
             scores = explainer.attribute(ids, baselines=baseline, additional_forward_args=extra,
                                          n_steps=int(steps)).sum(-1)
-        for row in range(ids.shape[0]):
-            results.append(_words(enc, row, [t[row] for t in texts], scores[row].tolist()))
+        for row, i in enumerate(positions):
+            results[i] = _words(enc, row, [t[row] for t in texts], scores[row].tolist())
     return results
 
 
@@ -61,10 +65,11 @@ def _words(enc: Any, row: int, texts: list[str], token_scores: list[float]) -> l
     return [(texts[seq][int(s):int(e)], score) for (seq, _), (s, e, score) in sorted(spans.items())]
 
 
-def top_words(examples: Sequence[Sequence[tuple[str, float]]], top_k: int, min_count: int = 2) -> dict[str, list]:
-    """Words ranked by their total attribution over ``examples``: toward class 1 (largest) and toward class 0
-    (most negative), each with its count and mean; words seen fewer than ``min_count`` times are left out when
-    enough words remain."""
+def top_words(examples: Sequence[Sequence[tuple[str, float]]], top_k: int, min_count: int = 3) -> dict[str, list]:
+    """Words ranked by their mean attribution over ``examples``: toward class 1 (largest) and toward class 0
+    (most negative), each with its count and total. Words seen fewer than ``min_count`` times are left out
+    while enough others remain (a word seen once ranks on one example); ranking by the total instead would put
+    "a", "of" and "." first, which carry little each but occur everywhere."""
     totals: dict[str, list[float]] = {}
     for words in examples:
         for word, score in words:
@@ -73,7 +78,7 @@ def top_words(examples: Sequence[Sequence[tuple[str, float]]], top_k: int, min_c
             entry[1] += 1
     frequent = {w: v for w, v in totals.items() if v[1] >= min_count}
     pool = frequent if len(frequent) >= 2 * top_k else totals
-    rows = [{"word": w, "total": t, "count": int(c), "mean": t / c} for w, (t, c) in pool.items()]
-    rows.sort(key=lambda r: r["total"])
-    return {"toward_1": [r for r in reversed(rows[-top_k:]) if r["total"] > 0],
-            "toward_0": [r for r in rows[:top_k] if r["total"] < 0]}
+    rows = [{"word": w, "mean": t / c, "count": int(c), "total": t} for w, (t, c) in pool.items()]
+    rows.sort(key=lambda r: r["mean"])
+    return {"toward_1": [r for r in reversed(rows[-top_k:]) if r["mean"] > 0],
+            "toward_0": [r for r in rows[:top_k] if r["mean"] < 0]}

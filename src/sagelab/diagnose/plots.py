@@ -87,10 +87,10 @@ def bands(rows: Sequence[Mapping[str, Any]]) -> Any:
 def attributions(top: Mapping[str, Sequence[Mapping[str, Any]]]) -> Any:
     rows = list(top["toward_1"])[::-1] + list(top["toward_0"])[::-1]
     fig, ax = plt.subplots(figsize=(6, max(2.5, 0.28 * len(rows))))
-    ax.barh([f"{r['word']} ({r['count']})" for r in rows], [r["total"] for r in rows],
-            color=[COLORS[1] if r["total"] > 0 else COLORS[0] for r in rows])
+    ax.barh([f"{r['word']} ({r['count']})" for r in rows], [r["mean"] for r in rows],
+            color=[COLORS[1] if r["mean"] > 0 else COLORS[0] for r in rows])
     ax.axvline(0, color="black", lw=0.8)
-    ax.set(xlabel="total attribution to the log-odds of class 1 (integrated gradients)",
+    ax.set(xlabel="mean attribution to the log-odds of class 1 (integrated gradients; count in brackets)",
            title="Words that move the score most")
     fig.tight_layout()
     return fig

@@ -120,8 +120,8 @@ def _attribution_section(attribution: Mapping[str, Any]) -> str:
              f"{attribution['steps']} steps)</h2>"]
     for side in ("toward_1", "toward_0"):
         parts.append(f"<h3>{side.replace('_', ' class ')}</h3>")
-        parts.append(_table(["word", "total", "count", "mean"],
-                            [(r["word"], _num(r["total"], 3), r["count"], _num(r["mean"], 3))
+        parts.append(_table(["word", "mean", "count", "total"],
+                            [(r["word"], _num(r["mean"], 3), r["count"], _num(r["total"], 3))
                              for r in attribution["top"][side]]))
     parts.append("<h3>Examples, largest errors first</h3>")
     parts += [f"<p>label {e['label']}, score {e['score']:.3f}: {_highlight(e['words'])}</p>" for e in attribution["shown"]]
