@@ -64,10 +64,11 @@ def near_duplicates(train_texts: Sequence[str], eval_texts: Sequence[str], thres
         top = sims[np.arange(len(col)), col]
         better = top > best
         best[better], where[better] = top[better], part[col[better]]
-    pairs = [{"eval_index": i, "text": eval_texts[i], "train_index": int(where[i]),
-              "train_text": train_texts[where[i]], "cosine": float(best[i])}
-             for i in np.argsort(-best) if best[i] >= threshold and int(i) not in skip]
-    return {"compared_train": int(len(train_idx)), "threshold": float(threshold), "pairs": pairs}
+    ranked = [{"eval_index": int(i), "text": eval_texts[i], "train_index": int(where[i]),
+               "train_text": train_texts[where[i]], "cosine": float(best[i])}
+              for i in np.argsort(-best, kind="stable") if int(i) not in skip]
+    return {"compared_train": int(len(train_idx)), "threshold": float(threshold),
+            "pairs": [p for p in ranked if p["cosine"] >= threshold], "closest": ranked[:5]}
 
 
 def token_shortcuts(train_texts: Sequence[str], train_labels: Sequence[int], eval_texts: Sequence[str],

@@ -105,7 +105,9 @@ def _data_section(data: Mapping[str, Any]) -> str:
              f"<h3>Near duplicates (cosine >= {near['threshold']:g}, {near['compared_train']:,} training texts "
              f"compared): {len(near['pairs'])}</h3>",
              _table(["eval #", "text", "closest training text", "cosine"],
-                    [(p["eval_index"], p["text"], p["train_text"], _num(p["cosine"], 3)) for p in near["pairs"][:50]]),
+                    [(p["eval_index"], p["text"], p["train_text"], _num(p["cosine"], 3))
+                     for p in (near["pairs"][:50] or near["closest"])]),
+             "" if near["pairs"] else "<p>None reaches the threshold; the closest pairs are listed.</p>",
              "<h3>Single-token shortcuts</h3>",
              _table(["token", "balanced accuracy (train)", "favours", "in class 1 (train)", "in class 0 (train)",
                      "balanced accuracy (eval)"],
@@ -138,8 +140,10 @@ def summary(report: Mapping[str, Any]) -> str:
                      f"precision {_num(row['precision'])}")
     data = report.get("data")
     if data:
-        lines.append(f"  duplicates train/eval: {len(data['exact_duplicates'])} exact, "
-                     f"{len(data['near_duplicates']['pairs'])} near (cosine >= {data['near_duplicates']['threshold']:g})")
+        near = data["near_duplicates"]
+        closest = f"; closest other pair cosine {near['closest'][0]['cosine']:.3f}" if near["closest"] else ""
+        lines.append(f"  duplicates train/eval: {len(data['exact_duplicates'])} exact, {len(near['pairs'])} near "
+                     f"(cosine >= {near['threshold']:g}, {near['compared_train']:,} training texts{closest})")
     lines += [f"  WARNING {w['kind']}: {w['message']}" for w in report["warnings"]] or ["  no warnings"]
     lines.append(f"  report: {report['files']['html']}")
     return "\n".join(lines)
