@@ -78,6 +78,7 @@ def run_diagnose(context: TaskContext, task_name: str, scored: Callable[[], Diag
               "calibration": calibration, "curves": {"average_precision": curves["average_precision"]},
               "score_quantiles": dict(zip(("p01", "p10", "p50", "p90", "p99"),
                                           np.quantile(s, [0.01, 0.1, 0.5, 0.9, 0.99]).tolist())),
+              "middle_share": float(np.mean((s >= float(cfg.middle[0])) & (s <= float(cfg.middle[1])))),
               "warnings": warnings, "data": data, "attribution": attribution, "config": _config(cfg),
               "timings_s": timings, "files": files}
     report.write_json(result, out / "report.json")

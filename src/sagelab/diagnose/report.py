@@ -61,7 +61,8 @@ def write_html(report: Mapping[str, Any], figures: Mapping[str, Path], path: Pat
              f"positive class: {html.escape(report['positive'])}. AUC <b>{auc['auc']:.4f}</b> "
              f"({auc['confidence']:.0%} bootstrap CI {auc['low']:.4f}-{auc['high']:.4f}, {auc['resamples']} resamples, "
              f"seed {auc['seed']}); ECE {report['calibration']['ece']:.4f}; average precision "
-             f"{report['curves']['average_precision']:.4f}.</p>", "<h2>Warnings</h2>"]
+             f"{report['curves']['average_precision']:.4f}; {report['middle_share']:.1%} of the scores lie between "
+             f"{report['config']['middle'][0]:g} and {report['config']['middle'][1]:g}.</p>", "<h2>Warnings</h2>"]
     parts += [f'<div class="warn"><b>{html.escape(w["kind"])}</b>: {html.escape(w["message"])}</div>'
               for w in report["warnings"]] or ["<p>None.</p>"]
     rows = [(name, r["rule"], _num(r["threshold"]), _num(r["tpr"]), _num(r["fpr"]), _num(r["precision"]),
