@@ -165,6 +165,11 @@ def test_diagnose_run_warns_of_the_planted_leak_and_logs_its_report(make_cfg, tm
     logged = {Path(a.path).name for a in mlflow.MlflowClient().list_artifacts(run["run_id"], "diagnose")}
     assert {"report.json", "report.html", "duplicates.jsonl", *(f"{p}.png" for p in pngs)} <= logged
 
+    from sagelab.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"needs labels 0 and 1 in the evaluation set; its 1 example\(s\) have \[1\]"):
+        dispatch_cfg(make_cfg(*common[:2], "data.eval_limit=1", "mode=diagnose", f"checkpoint.load={ckpt}"))
+
 
 def test_a_regression_task_is_refused_in_one_line(run_cli) -> None:
     result = run_cli("task=glue_stsb", "mode=diagnose")

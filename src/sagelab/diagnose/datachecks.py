@@ -136,7 +136,8 @@ def data_checks(train_texts: Sequence[str], train_labels: Sequence[int], eval_te
         warnings.append({"kind": "possible_leakage", "message": f"the token {row['token']!r} alone predicts class "
                          f"{row['favours']} (balanced accuracy {row['balanced_accuracy']:.3f} on train, "
                          f"{row['eval']['balanced_accuracy']:.3f} on evaluation): in {row['train']['in_class_1']:.0%} "
-                         f"of class-1 and {row['train']['in_class_0']:.0%} of class-0 training texts.", "evidence": row})
+                         f"of class-1 and {row['train']['in_class_0']:.0%} of class-0 training texts.",
+                         "evidence": row})
     for split, row in length.items():
         if row["strength"] >= cut:
             warnings.append({"kind": "length_predicts_label", "message": f"text length alone ranks the {split} labels "
@@ -144,6 +145,7 @@ def data_checks(train_texts: Sequence[str], train_labels: Sequence[int], eval_te
     gap = abs(balance["train_positive_share"] - balance["eval_positive_share"])
     if gap > float(cfg.balance_tolerance):
         warnings.append({"kind": "class_balance", "message": f"positives are {balance['train_positive_share']:.1%} of "
-                         f"training and {balance['eval_positive_share']:.1%} of evaluation examples.", "evidence": balance})
+                         f"training and {balance['eval_positive_share']:.1%} of evaluation examples.",
+                         "evidence": balance})
     return {"exact_duplicates": exact, "near_duplicates": near, "token_shortcuts": tokens, "length": length,
             "class_balance": balance, "warnings": warnings}

@@ -38,6 +38,12 @@ def run_diagnose(context: TaskContext, task_name: str, scored: Callable[[], Diag
         print(f"diagnose: {name} done in {timings[name]:.1f} s", file=sys.stderr, flush=True)
 
     inputs = scored()
+    present = sorted({int(label) for label in inputs.labels})
+    if present != [0, 1]:
+        from sagelab.config import ConfigError
+
+        raise ConfigError("mode", f"diagnose needs labels 0 and 1 in the evaluation set; its {len(inputs.labels)} "
+                          f"example(s) have {present} (a small data.eval_limit?).")
     y, s = metrics.as_arrays(inputs.labels, inputs.scores)
     lap("scoring")
 

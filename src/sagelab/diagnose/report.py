@@ -50,7 +50,8 @@ def _highlight(words: Sequence[Sequence[Any]]) -> str:
     for word, score in words:
         alpha = min(1.0, abs(score) / peak)
         rgb = "221,132,82" if score > 0 else "76,114,176"
-        spans.append(f'<span style="background: rgba({rgb},{alpha:.2f})" title="{score:+.3f}">{html.escape(word)}</span>')
+        style = f"background: rgba({rgb},{alpha:.2f})"
+        spans.append(f'<span style="{style}" title="{score:+.3f}">{html.escape(word)}</span>')
     return " ".join(spans)
 
 
@@ -95,8 +96,9 @@ def write_html(report: Mapping[str, Any], figures: Mapping[str, Path], path: Pat
 def _data_section(data: Mapping[str, Any]) -> str:
     balance, near = data["class_balance"], data["near_duplicates"]
     parts = ["<h2>Data checks</h2>",
-             f"<p>{balance['train_examples']:,} training and {balance['eval_examples']:,} evaluation examples; class 1 is "
-             f"{balance['train_positive_share']:.1%} of training and {balance['eval_positive_share']:.1%} of evaluation. "
+             f"<p>{balance['train_examples']:,} training and {balance['eval_examples']:,} evaluation examples; "
+             f"class 1 is {balance['train_positive_share']:.1%} of training and "
+             f"{balance['eval_positive_share']:.1%} of evaluation. "
              f"Length in words ranks the labels with AUC {_num(data['length']['train']['auc'], 3)} (train), "
              f"{_num(data['length']['eval']['auc'], 3)} (evaluation).</p>",
              f"<h3>Exact duplicates (normalised): {len(data['exact_duplicates'])}</h3>",
@@ -127,7 +129,8 @@ def _attribution_section(attribution: Mapping[str, Any]) -> str:
                             [(r["word"], _num(r["mean"], 3), r["count"], _num(r["total"], 3))
                              for r in attribution["top"][side]]))
     parts.append("<h3>Examples, largest errors first</h3>")
-    parts += [f"<p>label {e['label']}, score {e['score']:.3f}: {_highlight(e['words'])}</p>" for e in attribution["shown"]]
+    parts += [f"<p>label {e['label']}, score {e['score']:.3f}: {_highlight(e['words'])}</p>"
+              for e in attribution["shown"]]
     return "".join(parts)
 
 
