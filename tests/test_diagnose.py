@@ -187,8 +187,8 @@ def test_only_tasks_that_opt_in_gain_the_mode() -> None:
         "glue_sst2": ("train", "evaluate", "predict", "batch_transform", "serve", "diagnose"),
         "qa": ("train", "evaluate", "predict", "batch_transform", "serve"),
         "ner": ("train", "evaluate", "predict", "batch_transform"),
-        "drift": ("baseline", "monitor", "report"),
-        "link_prediction": ("train", "evaluate", "diagnose", "recommend", "transform"),  # opted in
+        "drift": ("baseline", "monitor", "report", "diagnose"),                         # opted in
+        "link_prediction": ("train", "evaluate", "recommend", "transform", "diagnose"),  # opted in
     }
     for task, modes in expected.items():
         cfg = compose_config(f"task={task}", *(["model=graphsage"] if task == "link_prediction" else []))
@@ -205,3 +205,30 @@ def test_link_prediction_edges_are_diagnosed_on_the_pairs_test_auc_scores(make_c
     assert result["diagnose/auc"] == pytest.approx(trained["test/auc"], abs=1e-6)
     report = json.loads((tmp_path / "out" / "diagnose" / "report.json").read_text())
     assert report["positive"] == "linked" and report["data"] is None and report["attribution"] is None
+
+
+def test_the_drift_domain_classifier_is_diagnosed_on_the_monitor_s_own_scores(tmp_path: Path) -> None:
+    """Baseline (books) vs capture (kitchen): the diagnose AUC is the monitor's classifier AUC over the whole
+    capture."""
+    import csv
+
+    from sagelab.config import PROJECT_ROOT
+
+    def reviews(domain: str, n: int) -> list[str]:
+        csv.field_size_limit(1 << 30)
+        with open(PROJECT_ROOT / "data" / "drift" / "blitzer" / f"{domain}.tsv", newline="", encoding="utf-8") as f:
+            return [row["sentence"] for row in csv.DictReader(f, delimiter="\t")][:n]
+
+    books, kitchen = tmp_path / "books.tsv", tmp_path / "kitchen.txt"
+    books.write_text("sentence\n" + "".join(t.replace("\t", " ").replace("\n", " ") + "\n"
+                                             for t in reviews("books", 40)))
+    kitchen.write_text("".join(t.replace("\n", " ") + "\n" for t in reviews("kitchen", 30)))
+    drift = ["task=drift", "model=bert_tiny", "task.n_permutations=99", "task.batch_size=8", "task.max_length=32",
+             f"task.baseline_source={books}", f"task.capture={kitchen}"]
+    dispatch_cfg(compose_config(*drift, "mode=baseline", tmp=tmp_path, tiny=False))
+    monitored = dispatch_cfg(compose_config(*drift, "mode=monitor", tmp=tmp_path, tiny=False))
+    result = dispatch_cfg(compose_config(*drift, "mode=diagnose", "diagnose.bootstrap=100", tmp=tmp_path,
+                                         tiny=False))
+    assert result["diagnose/auc"] == pytest.approx(monitored["drift/classifier_auc"], abs=1e-9)
+    report = json.loads((tmp_path / "out" / "diagnose" / "report.json").read_text())
+    assert report["positive"] == "captured (not baseline)" and report["examples"] > 30

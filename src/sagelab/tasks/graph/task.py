@@ -186,7 +186,7 @@ class LinkPredictionTask(Task):
 
     # -- task modes ------------------------------------------------------------------------
     def extra_modes(self) -> dict[str, Mode]:
-        return {**super().extra_modes(), "recommend": self.recommend, "transform": self.transform}
+        return {"recommend": self.recommend, "transform": self.transform, **super().extra_modes()}
 
     def diagnose_inputs(self, context: TaskContext) -> DiagnoseInputs:
         """Held-out edges against their fixed negatives, scored as link probabilities."""
