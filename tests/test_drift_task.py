@@ -85,7 +85,7 @@ def test_monitor_needs_a_capture_and_the_task_has_no_training_mode(tmp_path: Pat
     with pytest.raises(ConfigError, match="task.capture"):
         DriftTask(compose(tmp_path, "mode=monitor", "task.capture=null")).validate()
     task = DriftTask(compose(tmp_path, "mode=monitor"))
-    assert task.modes() == ("baseline", "monitor", "report")
+    assert task.modes() == ("baseline", "monitor", "report", "diagnose")  # diagnose: the contract's opt-in
     with pytest.raises(ConfigError, match="mode"):
         run(compose(tmp_path, "mode=train"))
 

@@ -81,3 +81,22 @@ def each(check: Check) -> Check:
         return next((f"item {i}: {problem}" for i, v in enumerate(values or []) if (problem := check(v))), None)
 
     return check_items
+
+
+def band_thresholds(value: Any) -> str | None:
+    """``diagnose.bands``: each band's threshold is a score in 0..1 or the name of a picked threshold."""
+    for name, ref in (value or {}).items():
+        if ref in ("target_tpr", "max_fpr"):
+            continue
+        if isinstance(ref, bool) or not isinstance(ref, (int, float)) or not 0 <= ref <= 1:
+            return f"band {name!r} is {ref!r}; use a score in 0..1, target_tpr or max_fpr."
+    return None
+
+
+def score_range(value: Any) -> str | None:
+    """A [low, high] pair of scores, low < high."""
+    if value is None:
+        return None
+    if len(value) != 2 or not 0 <= value[0] < value[1] <= 1:
+        return f"is {list(value)!r}; give [low, high] with 0 <= low < high <= 1."
+    return None

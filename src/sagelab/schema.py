@@ -23,8 +23,8 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sagelab.checks import (Check, at_least_one, each, fraction, holdout_size, non_negative, one_of, percentage, port_number,
-                            positive, thread_count)
+from sagelab.checks import (Check, at_least_one, band_thresholds, each, fraction, holdout_size, non_negative, one_of,
+                            open_fraction, percentage, port_number, positive, score_range, thread_count)
 from sagelab.config import ConfigError
 
 def checked(default: Any = MISSING, *checks: Check, **kwargs: Any) -> Any:
@@ -117,6 +117,35 @@ class ServeConfig:
     endpoint_name: str = MISSING
     variant_name: str = "AllTraffic"
     capture: CaptureConfig = field(default_factory=CaptureConfig)
+
+
+@dataclass(kw_only=True)
+class DiagnoseConfig:
+    """``mode=diagnose``: a binary classifier on its evaluation set (sagelab.diagnose); conf/config.yaml says
+    what each key means."""
+
+    target_tpr: float = checked(0.9, fraction)
+    max_fpr: float = checked(0.01, fraction)
+    thresholds: list[float] = checked([], each(fraction))
+    bands: dict[str, Any] = checked({"block": "max_fpr", "investigate": "target_tpr"}, band_thresholds)
+    prevalence: Optional[float] = checked(None, open_fraction)
+    bootstrap: int = checked(1000, positive)
+    bootstrap_seed: int = 0
+    confidence: float = checked(0.95, open_fraction)
+    calibration_bins: int = checked(10, positive)
+    auc_high: float = checked(0.99, fraction)
+    auc_low: float = checked(0.8, fraction)
+    middle: list[float] = checked([0.3, 0.7], score_range)
+    middle_share: float = checked(0.2, fraction)
+    near_duplicate_threshold: float = checked(0.9, fraction)
+    near_duplicate_max_train: int = checked(100_000, positive)
+    token_min_count: int = checked(5, positive)
+    shortcut_strength: float = checked(0.8, fraction)
+    balance_tolerance: float = checked(0.1, fraction)
+    top_k: int = checked(20, positive)
+    attribution_examples: int = checked(100, non_negative)
+    attribution_steps: int = checked(16, positive)
+    attribution_shown: int = checked(8, non_negative)
 
 
 @dataclass(kw_only=True)
@@ -218,6 +247,7 @@ class SagelabConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    diagnose: DiagnoseConfig = field(default_factory=DiagnoseConfig)
     callbacks: dict[str, Any] = field(default_factory=dict)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     instance: InstanceConfig = field(default_factory=InstanceConfig)

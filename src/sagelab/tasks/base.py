@@ -12,7 +12,10 @@ What a task declares:
 * ``lightning_modes`` -- which of train / evaluate / predict it supports through Lightning;
 * :meth:`extra_modes` -- its own modes (drift's ``baseline``, link prediction's ``recommend``);
 * :meth:`handler` -- how it answers records (:class:`~sagelab.inference.Handler`), which gives it
-  ``mode=predict`` and ``mode=batch_transform``, and ``mode=serve`` when ``serves`` is set.
+  ``mode=predict`` and ``mode=batch_transform``, and ``mode=serve`` when ``serves`` is set;
+* :meth:`diagnose_inputs` -- its evaluation set scored by a trained model (and its training texts), which gives
+  it ``mode=diagnose`` (:mod:`sagelab.diagnose`); :meth:`diagnose_problem` refuses a configuration it cannot
+  diagnose (a regression) in one line.
 
 What it gets: its config at construction, and a :class:`~sagelab.context.TaskContext` in the hooks that run
 inside a command (``predict``, ``on_evaluated`` and its own modes) -- never the runner.
@@ -31,6 +34,7 @@ if TYPE_CHECKING:  # heavy imports stay out of start-up
     import lightning as L
 
     from sagelab.context import TaskContext
+    from sagelab.diagnose import DiagnoseInputs
     from sagelab.inference import Handler
 
 Mode = Callable[["TaskContext"], "dict[str, Any] | None"]
@@ -90,6 +94,8 @@ class Task:
             value = OmegaConf.select(cfg, key, default=None)
             if value is not None and Path(str(value)).is_absolute():
                 check_file(key, value, "path")
+        if str(cfg.mode) == "diagnose" and (problem := self.diagnose_problem()):
+            raise ConfigError("mode", problem)
         self.check()
 
     def check(self) -> None:
@@ -115,9 +121,31 @@ class Task:
     def on_evaluated(self, context: TaskContext, module: L.LightningModule, metrics: dict[str, float]) -> None:
         """Hook after evaluation, on global rank 0 only, e.g. to log prediction artifacts."""
 
+    # -- mode=diagnose ------------------------------------------------------
+    def diagnose_inputs(self, context: TaskContext) -> DiagnoseInputs:
+        """Opt in to ``mode=diagnose``: the evaluation set scored by ``context.load_module()`` (probability of
+        the positive class), its labels and texts, the training texts and labels for the data checks, and
+        optionally a token attribution. :mod:`sagelab.diagnose` does the rest, knowing no task."""
+        raise NotImplementedError(f"task {self.name} has no diagnose inputs")
+
+    def diagnoses(self) -> bool:
+        return type(self).diagnose_inputs is not Task.diagnose_inputs
+
+    def diagnose_problem(self) -> str | None:
+        """Why this configuration cannot be diagnosed (e.g. it is a regression), or None; checked by
+        :meth:`validate` under ``mode=diagnose``, so the refusal is one line before anything heavy loads."""
+        return None
+
+    def diagnose(self, context: TaskContext) -> dict[str, float]:
+        from sagelab.diagnose.mode import run_diagnose
+
+        return run_diagnose(context, self.name, lambda: self.diagnose_inputs(context))
+
     # -- task-specific modes ----------------------------------------------
     def extra_modes(self) -> dict[str, Mode]:
-        return {}
+        """Modes beyond the Lightning ones, each ``fn(context)``; the runner dispatches them. The contract's
+        opt-in ``diagnose`` is one, so a task that adds its own merges ``super().extra_modes()``."""
+        return {"diagnose": self.diagnose} if self.diagnoses() else {}
 
     def answers_records(self) -> bool:
         return type(self).handler is not Task.handler

@@ -23,8 +23,18 @@ def domain_classifier_auc(
     ``folds`` is reduced to the size of the smaller sample when that is smaller;
     with fewer than 2 records on a side the AUC is undefined and ``nan`` is returned.
     """
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
+
+    scored = domain_classifier_scores(reference, current, folds, seed)
+    return float("nan") if scored is None else float(roc_auc_score(*scored))
+
+
+def domain_classifier_scores(
+    reference: np.ndarray, current: np.ndarray, folds: int = 5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(labels, out-of-fold decision values): reference rows are 0, current rows 1, in that order; None with
+    fewer than 2 records on a side. ``mode=diagnose`` reads these as the classifier's scores."""
+    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -33,7 +43,7 @@ def domain_classifier_auc(
     y = as_matrix(current, "current")
     k = min(folds, x.shape[0], y.shape[0])
     if k < 2:
-        return float("nan")
+        return None
     features = np.vstack([x, y])
     labels = np.concatenate([np.zeros(len(x)), np.ones(len(y))])
     scores = np.zeros(len(labels))
@@ -46,4 +56,4 @@ def domain_classifier_auc(
         )
         model.fit(features[train_idx], labels[train_idx])
         scores[test_idx] = model.decision_function(features[test_idx])
-    return float(roc_auc_score(labels, scores))
+    return labels, scores

@@ -36,6 +36,7 @@ from sagelab.tracking import CHECKPOINT_ARTIFACTS, looks_like_run_id, resolve_ar
 
 if TYPE_CHECKING:
     from sagelab.context import TaskContext
+    from sagelab.diagnose import DiagnoseInputs
     from sagelab.tasks.drift.baseline import Baseline
 
 POOLINGS = ("second_to_last_mean", "last_mean", "cls")
@@ -82,7 +83,8 @@ class DriftTask(Task):
         self._encoder: tuple[Any, Any, str] | None = None  # (model, tokenizer, cache key)
 
     def extra_modes(self) -> dict[str, Mode]:
-        return {"baseline": self.run_baseline, "monitor": self.run_monitor, "report": self.run_report}
+        return {"baseline": self.run_baseline, "monitor": self.run_monitor, "report": self.run_report,
+                **super().extra_modes()}
 
     # -- validation: what spans keys or needs the filesystem (types and ranges are DriftConfig's) -------
     def check(self) -> None:
@@ -102,12 +104,12 @@ class DriftTask(Task):
                 raise ConfigError("task.encoder_checkpoint", f"'{ckpt}' is neither a file/folder nor an MLflow run id.")
         if t.window == "hour" and t.get("window_size"):
             raise ConfigError("task.window_size", "windows are hours under task.window=hour; leave window_size null.")
-        if mode in ("monitor", "report"):
+        if mode in ("monitor", "report", "diagnose"):
             if not t.get("capture"):
                 raise ConfigError("task.capture", "is required for mode=monitor: a capture .jsonl file or folder "
                                   "(or a .tsv/.csv/.txt of texts).")
             check_source("task.capture", str(t.capture))
-        if mode == "monitor" and t.get("baseline"):
+        if mode in ("monitor", "diagnose") and t.get("baseline"):
             ref = str(t.baseline)
             if not Path(ref).is_dir() and not looks_like_run_id(ref):
                 raise ConfigError("task.baseline", f"'{ref}' is neither a baseline folder nor an MLflow run id.")
@@ -147,8 +149,16 @@ class DriftTask(Task):
         return dict(context.tracker.metrics)
 
     def run_monitor(self, context: TaskContext, baseline: Baseline | None = None) -> dict[str, Any]:
-        from sagelab.tasks.drift.baseline import Baseline, latest_baseline_run, resolve_baseline
         from sagelab.tasks.drift.reports import write_monitoring_reports
+
+        baseline, capture, emb, rate = self.embedded_capture(context, baseline)
+        return write_monitoring_reports(context.cfg, context, baseline, capture, emb, rate)
+
+    def embedded_capture(self, context: TaskContext,
+                         baseline: Baseline | None = None) -> tuple[Baseline, Any, Any, float]:
+        """The baseline (given, ``task.baseline`` or the newest baseline run) and ``task.capture`` embedded with the
+        baseline's own model and pooling: (baseline, capture, embeddings, sentences/s)."""
+        from sagelab.tasks.drift.baseline import Baseline, latest_baseline_run, resolve_baseline
         from sagelab.tasks.drift.sources import read_source
 
         cfg, t = context.cfg, context.cfg.task
@@ -164,7 +174,14 @@ class DriftTask(Task):
         model_cfg, ckpt = OmegaConf.create(meta["model"]), meta.get("encoder_checkpoint")
         self.encoder(model_cfg, ckpt, f"task.baseline ({meta.get('ref')}: baseline.json encoder_checkpoint)")
         emb, rate = self.embed(capture.texts, model_cfg, ckpt, str(meta["pooling"]), int(meta["max_length"]))
-        return write_monitoring_reports(cfg, context, baseline, capture, emb, rate)
+        return baseline, capture, emb, rate
+
+    def diagnose_inputs(self, context: TaskContext) -> DiagnoseInputs:
+        """The domain classifier as a binary classifier: baseline reference (0) against the whole capture (1),
+        out-of-fold probabilities -- how separable the captured traffic is, with thresholds and bands."""
+        from sagelab.tasks.drift.diagnose import diagnose_inputs
+
+        return diagnose_inputs(self, context)
 
     def run_report(self, context: TaskContext) -> dict[str, Any]:
         """Baseline, then monitor against it, in one MLflow run."""

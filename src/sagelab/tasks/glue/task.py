@@ -20,6 +20,8 @@ from sagelab.tasks.base import Task
 from sagelab.tasks.glue.formats import LAYOUTS, is_local_source
 
 if TYPE_CHECKING:
+    from sagelab.context import TaskContext
+    from sagelab.diagnose import DiagnoseInputs
     from sagelab.inference import Handler
     from sagelab.tasks.glue.data import GlueDataModule
     from sagelab.tasks.glue.module import SequenceClassifier
@@ -94,3 +96,17 @@ class GlueTask(Task):
 
         example = "a gripping, beautifully shot film" if len(fields) == 1 else ["The cat sat.", "A cat was sitting."]
         return Handler(text_fields_parser(fields), answer, example=example, fields=fields)
+
+    def diagnose_problem(self) -> str | None:
+        labels = int(self.cfg.task.num_labels)
+        if labels == 2:
+            return None
+        kind = "a regression (task.num_labels 1)" if labels == 1 else f"a {labels}-class task (task.num_labels {labels})"
+        return (f"task {self.name} is {kind}; mode=diagnose needs a binary classifier, whose scores are the "
+                "probability of one positive class.")
+
+    def diagnose_inputs(self, context: TaskContext) -> DiagnoseInputs:
+        """The evaluation files scored by the loaded model (P(label 1)), the training split as training reads it."""
+        from sagelab.tasks.glue.diagnose import diagnose_inputs
+
+        return diagnose_inputs(self.cfg, context)

@@ -36,6 +36,7 @@ from sagelab.tasks.graph import AGGREGATORS, ARCHS, SAMPLING, SCORERS
 
 if TYPE_CHECKING:
     from sagelab.context import TaskContext
+    from sagelab.diagnose import DiagnoseInputs
     from sagelab.tasks.graph.data import LinkDataModule
     from sagelab.tasks.graph.module import LinkPredictionModule
     from sagelab.tasks.graph.pipeline import PreparedGraph
@@ -185,7 +186,13 @@ class LinkPredictionTask(Task):
 
     # -- task modes ------------------------------------------------------------------------
     def extra_modes(self) -> dict[str, Mode]:
-        return {"recommend": self.recommend, "transform": self.transform}
+        return {"recommend": self.recommend, "transform": self.transform, **super().extra_modes()}
+
+    def diagnose_inputs(self, context: TaskContext) -> DiagnoseInputs:
+        """Held-out edges against their fixed negatives, scored as link probabilities."""
+        from sagelab.tasks.graph.diagnose import diagnose_inputs
+
+        return diagnose_inputs(self, context)
 
     def recommend(self, context: TaskContext) -> dict[str, Any]:
         import torch
