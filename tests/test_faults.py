@@ -108,6 +108,7 @@ def test_sigterm_in_mode_evaluate_closes_the_run(tmp_path, uninterrupted, where)
 # -- a broken state file ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(("content", "says"),
                          [(b"", "is empty"), (b'{"run_id": "0a1b', "cannot be read (JSONDecodeError)")])
+@pytest.mark.slow  # kept out of CI for time; `make test-slow` runs it
 def test_unreadable_state_file_starts_a_fresh_run(tmp_path, uninterrupted, content, says):
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "sagelab_state.json").write_bytes(content)
@@ -172,6 +173,7 @@ def test_mlflow_failing_at_the_end_does_not_hide_the_error(tmp_path):
     assert "ConnectionError" not in proc.stderr.replace(warning[0], "")  # the original error is what was raised
 
 
+@pytest.mark.slow  # kept out of CI for time; `make test-slow` runs it
 def test_full_disk_and_mlflow_failing_is_two_lines(tmp_path):
     dev_full_checkpoint(tmp_path)
     proc = run(tmp_path, "+callbacks.probe._target_=fault_probes.BreakMlflowFinish",

@@ -184,6 +184,7 @@ def test_the_study_gives_up_past_max_failures_says_so_and_finalizes(tmp_path, al
     assert (summary["n_trials"], summary["n_failed"], summary["n_completed"]) == (6, 2, 4)
 
 
+@pytest.mark.slow  # kept out of CI for time; `make test-slow` runs it
 def test_moasha_study_stopped_then_killed_resumes_as_if_never_interrupted(tmp_path):
     """SIGTERM, then SIGKILL before the study is done stopping (a scheduler's escalation), to the driver alone."""
     args = ["hpo=moasha", "search_space=glue_instances", "hpo.max_trials=5", "hpo.max_resource=2",

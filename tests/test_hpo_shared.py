@@ -73,6 +73,7 @@ def child_runs(tmp: Path, tracking_uri: str | None = None):
     return client, parent, children
 
 
+@pytest.mark.slow  # kept out of CI for time; `make test-slow` runs it
 def test_two_workers_share_one_study_of_exactly_12_trials(tmp_path, postgres):
     storage = postgres.database("shared_two")
     command = shared_command(tmp_path, storage, "hpo.n_workers=2")  # one command, two worker processes
@@ -204,6 +205,7 @@ def test_a_worker_of_another_setup_is_refused(tmp_path):
     assert err.value.key == "hpo.study_name" and "different setup" in err.value.message
 
 
+@pytest.mark.slow  # kept out of CI for time; `make test-slow` runs it
 def test_a_stopped_worker_leaves_its_trial_for_the_next_one(tmp_path, postgres):
     """SIGTERM to a lone worker: exit 130, its trial stays RUNNING, the parent ends KILLED; the same command run
     again fails that trial by its old heartbeat, runs it again and finishes the study."""

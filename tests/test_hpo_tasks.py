@@ -18,7 +18,7 @@ import pytest
 from sagelab.config import PROJECT_ROOT, group_options
 
 CONF = PROJECT_ROOT / "conf"
-IN_CI = {"glue_mrpc", "qa", "link_prediction"}  # one per family; the rest of GLUE differs only in its data
+IN_CI = {"glue_mrpc", "link_prediction"}  # CI time: one GLUE task (the rest differ only in data) and a graph one
 SMALL = {
     "glue": ["model=bert_tiny", "data.train_limit=32", "data.eval_limit=16", "optim.eval_batch_size=16"],
     "qa": ["model=bert_tiny", "task.max_seq_length=192", "data.train_limit=16", "data.eval_limit=12",

@@ -75,6 +75,7 @@ def test_sigterm_checkpoints_promptly_and_resumes(tmp_path, uninterrupted):
     assert final_metrics(tmp_path) == pytest.approx(uninterrupted, abs=1e-6)
 
 
+@pytest.mark.slow  # kept out of CI for time; `make test-slow` runs it
 def test_finished_command_starts_fresh(tmp_path):
     ckpt = tmp_path / "ckpt"
     cmd = command(tmp_path, ckpt)[:-3] + ["data.train_limit=32", "trainer.max_epochs=1", f"checkpoint.dir={ckpt}"]

@@ -210,6 +210,7 @@ def test_capture_samples_and_dates_requests_by_the_time_header(trained: Path, tm
     assert [r.inference_time for r in records] == [t for t in hours for _ in SENTENCES]
 
 
+@pytest.mark.slow  # kept out of CI for time; `make test-slow` runs it
 def test_two_workers_share_the_port_and_stop_cleanly(trained: Path, tmp_path: Path) -> None:
     with endpoint(tmp_path, trained, "serve.workers=2") as (url, proc):
         results = [post(url, json.dumps(SENTENCES[:2])) for _ in range(4)]

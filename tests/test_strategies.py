@@ -16,6 +16,7 @@ def test_ddp_is_one_mlflow_run(run_cli, tmp_path):
     assert runs["metrics.val/mcc"].notna().all()
 
 
+@pytest.mark.slow  # kept out of CI for time; `make test-slow` runs it
 def test_ddp_multirun_runs_each_point_once(run_cli, tmp_path):
     result = run_cli("-m", *TINY, "strategy=ddp", "optim.lr=1e-3,2e-3", f"hydra.sweep.dir={tmp_path}/sweep")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -25,6 +26,7 @@ def test_ddp_multirun_runs_each_point_once(run_cli, tmp_path):
     assert result.stdout.count("Launching 2 jobs") + result.stderr.count("Launching 2 jobs") == 1
 
 
+@pytest.mark.slow  # kept out of CI for time; `make test-slow` runs it
 def test_fsdp_trains_sharded(run_cli, tmp_path, make_cfg):
     result = run_cli(*TINY, "strategy=fsdp")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -39,6 +41,7 @@ def test_fsdp_trains_sharded(run_cli, tmp_path, make_cfg):
     assert held == pytest.approx(full_bytes / 2, rel=0.02)  # each of 2 processes holds half
 
 
+@pytest.mark.slow  # kept out of CI for time; `make test-slow` runs it
 def test_joblib_launcher_runs_the_points_in_parallel(run_cli, tmp_path):
     """Hydra's joblib launcher: both points at once, each in its own process, folder and MLflow run."""
     result = run_cli("-m", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optim.lr=1e-3,2e-3",

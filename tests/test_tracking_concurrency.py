@@ -44,6 +44,7 @@ def wait_for(paths: list[Path], procs: list[subprocess.Popen], deadline_s: float
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # kept out of CI for time; `make test-slow` runs it
 def test_four_processes_log_to_one_new_store_at_once(tmp_path):
     procs = [subprocess.Popen([sys.executable, __file__, str(tmp_path), str(i)], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(WORKERS)]
