@@ -16,6 +16,7 @@ import pytest
 
 from sagelab.config import PROJECT_ROOT, ConfigError
 
+from test_hpo_shared import child_runs
 from test_hpo_study import compose, read_csv, run, study_args
 
 pytest.importorskip("ray", reason="hpo.backend=ray needs the ray package (pip install 'ray[tune]')")
@@ -71,7 +72,7 @@ def test_random_search_with_three_objectives_on_the_cluster(tmp_path, ray_addres
     # trial 1 crashes in its program: recorded as failed with its error, and the study goes on
     summary = run(*study_args(tmp_path, "hpo=random", "search_space=glue_instances", "hpo.backend=ray",
                               f"hpo.ray_address={ray_address}", "hpo.max_trials=5", "hpo.max_resource=1",
-                              "hpo.n_workers=2", "+synthetic.crash_trials=[1]"))
+                              "hpo.n_workers=2", "+synthetic.crash_trials=[1]", "+synthetic.mlflow=true"))
     assert (summary["n_trials"], summary["n_completed"], summary["n_failed"]) == (5, 4, 1)
     failed = json.loads((Path(summary["study_dir"]) / "trials" / "1" / "trial.json").read_text())
     assert failed["status"] == "failed" and "crashes on purpose" in failed["error"]
@@ -79,6 +80,12 @@ def test_random_search_with_three_objectives_on_the_cluster(tmp_path, ray_addres
     assert summary["objectives"] == ["error", "latency_ms", "cost_usd"] and 0 < summary["hypervolume"] <= 1
     front = read_csv(Path(summary["study_dir"]) / "results" / "pareto.csv")
     assert len(front) == summary["pareto_size"] >= 1
+    # MLflow as a local study: one parent, a child per trial that got as far as its run (the crash is before it)
+    _, parent, children = child_runs(tmp_path)
+    trials = read_csv(Path(summary["study_dir"]) / "results" / "trials.csv")
+    assert parent.info.status == "FINISHED"
+    assert {c.info.run_id for c in children} == set(trials["mlflow_run_id"].dropna())
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
 
 
 def test_ray_backend_refuses_what_it_cannot_run(tmp_path):
