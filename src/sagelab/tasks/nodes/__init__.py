@@ -10,3 +10,4 @@ the same ``task.datasets`` entries and ``model=gcn`` / ``model=graphsage`` serve
 """
 
 SPLITS = ("planetoid", "random")
+DECAY = ("first", "all")  # which parameters optim.weight_decay regularises

@@ -25,6 +25,7 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 from sagelab.tasks.graph.data import Payload
 from sagelab.tasks.graph.module import plain
 from sagelab.tasks.graph.nn import GnnEncoder
+from sagelab.tasks.nodes import DECAY
 from sagelab.tasks.nodes.prepare import PreparedNodes
 
 
@@ -45,13 +46,17 @@ class NodeClassificationModule(L.LightningModule):
         id_embedding: int = 0,
         lr: float = 0.01,
         weight_decay: float = 5e-4,
+        decay: str = "first",
     ) -> None:
         """The network's shape (``arch`` .. ``id_embedding``; the last of ``num_layers`` layers outputs
-        ``num_classes`` logits) and Adam's settings."""
+        ``num_classes`` logits) and Adam's settings; ``decay="first"`` puts the weight decay on the first layer
+        (and id embedding) only, as the GCN paper's code does, ``"all"`` on every parameter."""
         super().__init__()
         self.model = GnnEncoder(in_dim, num_nodes, arch=arch, hidden=hidden_dim, layers=num_layers, dropout=dropout,
                                 aggregator=aggregator, id_embedding=id_embedding, out_dim=num_classes)
-        self.num_classes, self.lr, self.weight_decay = num_classes, lr, weight_decay
+        if decay not in DECAY:
+            raise ValueError(f"decay is {decay!r}; use {' or '.join(DECAY)}")
+        self.num_classes, self.lr, self.weight_decay, self.decay = num_classes, lr, weight_decay, decay
         self.graph_state: dict[str, Any] = {}
 
     # -- what a checkpoint must say about its outputs ------------------------------------
@@ -106,4 +111,12 @@ class NodeClassificationModule(L.LightningModule):
         return self.logits(batch.value)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.decay == "all":
+            return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        first = [*self.model.convs[0].parameters()]
+        if self.model.id_embedding is not None:
+            first += [*self.model.id_embedding.parameters()]
+        chosen = {id(p) for p in first}
+        rest = [p for p in self.parameters() if id(p) not in chosen]
+        return torch.optim.Adam([{"params": first, "weight_decay": self.weight_decay},
+                                 {"params": rest, "weight_decay": 0.0}], lr=self.lr)

@@ -24,7 +24,7 @@ from sagelab.checks import fraction, one_of
 from sagelab.config import ConfigError
 from sagelab.schema import checked
 from sagelab.tasks.graph.config import GraphDataConfig, GraphTask
-from sagelab.tasks.nodes import SPLITS
+from sagelab.tasks.nodes import DECAY, SPLITS
 
 if TYPE_CHECKING:
     from sagelab.context import TaskContext
@@ -45,6 +45,7 @@ class NodeSplitConfig:
 class NodeClassificationConfig(GraphDataConfig):
     target: str = MISSING  # the node property holding the class
     split: NodeSplitConfig = field(default_factory=NodeSplitConfig)
+    decay: str = checked(MISSING, one_of(*DECAY))  # optim.weight_decay on the first layer only, or on all
 
 
 class NodeClassificationTask(GraphTask):
@@ -94,7 +95,7 @@ class NodeClassificationTask(GraphTask):
             int(data.x.shape[1]), data.num_nodes, len(data.classes), arch=str(model.arch),
             hidden_dim=int(model.hidden_dim), num_layers=int(model.num_layers), dropout=float(model.dropout),
             aggregator=str(model.aggregator), id_embedding=int(task.id_embedding or 0), lr=float(optim.lr),
-            weight_decay=float(optim.weight_decay),
+            weight_decay=float(optim.weight_decay), decay=str(task.decay),
         )
         module.set_graph_state(data.classes, data.graph.node_ids)
         return module
