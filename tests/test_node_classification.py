@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 from omegaconf import DictConfig
 
 from conftest import dispatch_cfg
@@ -97,6 +98,10 @@ def test_node_classification_learns_the_toy_classes(make_cfg: Callable[..., Dict
                                     "optim.lr=0.05", "seed=0"))
     assert {"val/accuracy", "val/macro_f1", "test/accuracy", "test/macro_f1", "test/loss"} <= set(metrics)
     assert metrics["test/accuracy"] >= 0.75, metrics  # 8 test nodes, chance is 1/3
+    checkpoint = tmp_path / "ckpt" / "final.ckpt"  # weights_only: the classes travel as plain extra_state
+    again = dispatch_cfg(make_cfg(*NODES, *toy(folder), "mode=evaluate", f"checkpoint.load={checkpoint}"))
+    assert again["val/accuracy"] == pytest.approx(metrics["val/accuracy"])
+    assert torch.load(checkpoint, weights_only=True)["state_dict"]["_extra_state"]["classes"] == [0, 1, 2]
     from sagelab.tasks.nodes.task import NodeClassificationTask
 
     described = NodeClassificationTask(make_cfg(*NODES, *toy(folder))).prepared().describe()
