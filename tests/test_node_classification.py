@@ -1,4 +1,4 @@
-"""Planetoid sets with gaps in the test index, and task=node_classification on tiny graphs.
+"""Planetoid sets with gaps in the test index, and task=node_classification / node_regression on tiny graphs.
 
 ``planetoid_with_gaps`` writes a 22-node Planetoid file set (``ind.toy.*``) in the release's formats: pickled
 scipy/numpy matrices, an adjacency dict, ``test.index``. Its test indices skip nodes 15 and 19, which are in no
@@ -120,6 +120,22 @@ def test_graphsage_and_a_random_split(make_cfg: Callable[..., DictConfig], tmp_p
     assert [len(parts[p]) for p in ("train", "val", "test")] == [10, 5, 5]  # 20 labelled nodes, gaps left out
     assert not (parts["train"] & parts["val"]) and not (parts["train"] & parts["test"]) and not set(GAPS) & set().union(*parts.values())
     assert "test/accuracy" in dispatch_cfg(cfg)
+
+
+def test_node_regression_predicts_ages_in_years(make_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    from sagelab.tasks.nodes.task import NodeClassificationTask
+
+    cfg = make_cfg("task=node_regression", "model=gcn", "checkpoint.every_n_steps=0", "trainer.max_epochs=30", "seed=0")
+    data = NodeClassificationTask(cfg).prepared()
+    ages = data.y[data.masks["train"]].double()
+    assert data.scale == pytest.approx((float(ages.mean()), float(ages.std(unbiased=False))))
+    assert "age" not in {p for p, t, _ in data.encoder.dims() if t != "none"}  # the target is no feature
+    metrics = dispatch_cfg(cfg)
+    assert {"val/rmse", "val/mae", "val/r2", "test/rmse", "test/mae"} <= set(metrics)
+    assert 0 < metrics["test/mae"] <= metrics["test/rmse"] < 40  # years, not standardised units
+    with pytest.raises(ConfigError) as caught:  # a String target cannot be regressed
+        NodeClassificationTask(make_cfg("task=node_regression", "model=gcn", "task.target=job")).prepared()
+    assert caught.value.key == "task.target"
 
 
 @pytest.mark.parametrize(

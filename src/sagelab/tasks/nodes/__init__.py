@@ -1,5 +1,6 @@
-"""Node classification on a graph (``task=node_classification``): a GNN labels nodes from their features and
-neighbourhood, transductively (the whole graph is seen; only the training nodes' labels are).
+"""Node classification and regression on a graph (``task=node_classification``, ``task=node_regression``): a GNN
+labels nodes (a class, or a number) from their features and neighbourhood, transductively (the whole graph is
+seen; only the training nodes' targets are).
 
 * :mod:`.task` -- :class:`~.task.NodeClassificationTask` and its config schema; cheap (no torch, no DGL);
 * :mod:`.prepare` -- dataset -> features, class targets and the train/val/test node masks;
@@ -11,3 +12,4 @@ the same ``task.datasets`` entries and ``model=gcn`` / ``model=graphsage`` serve
 
 SPLITS = ("planetoid", "random")
 DECAY = ("first", "all")  # which parameters optim.weight_decay regularises
+OBJECTIVES = ("classification", "regression")

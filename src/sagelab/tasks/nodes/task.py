@@ -1,4 +1,5 @@
-"""Node classification with a GNN: every node of one graph gets a class from its features and neighbours.
+"""Node classification (and regression) with a GNN: every node of one graph gets a class, or a number, from its
+features and neighbours.
 
 The GCN paper's benchmark is the default: Cora's Planetoid files, its standard split (20 labelled nodes per
 class train, 500 validate, 1,000 test), a 2-layer GCN with 16 hidden units, dropout 0.5, Adam at 0.01 with
@@ -6,9 +7,13 @@ weight decay 5e-4, 200 epochs on row-normalised bag-of-words features (Kipf & We
 ``task.datasets`` entry of the graph family works: a Planetoid set (its labels), or a Gremlin CSV export
 whose property ``task.target`` holds the class, split at random (``task.split.kind=random``).
 
+``task.objective=regression`` (``conf/task/node_regression.yaml``) predicts a numeric property instead, e.g.
+a person's age in the example friendship graph.
+
 * ``mode=train`` / ``evaluate`` go through the shared runner: validation logs ``val/accuracy``,
-  ``val/macro_f1``, ``val/loss`` each epoch; after training the runner scores the test nodes once
-  (``test/*``); :meth:`on_evaluated` logs the graph's description and every node's predicted class.
+  ``val/macro_f1``, ``val/loss`` (regression: ``val/mae``, ``val/rmse``, ``val/r2``) each epoch; after
+  training the runner scores the test nodes once (``test/*``); :meth:`on_evaluated` logs the graph's
+  description and every node's prediction.
 
 This module is cheap: no torch or DGL until a hook runs.
 """
@@ -24,7 +29,7 @@ from sagelab.checks import fraction, one_of
 from sagelab.config import ConfigError
 from sagelab.schema import checked
 from sagelab.tasks.graph.config import GraphDataConfig, GraphTask
-from sagelab.tasks.nodes import DECAY, SPLITS
+from sagelab.tasks.nodes import DECAY, OBJECTIVES, SPLITS
 
 if TYPE_CHECKING:
     from sagelab.context import TaskContext
@@ -43,7 +48,8 @@ class NodeSplitConfig:
 
 @dataclass(kw_only=True)
 class NodeClassificationConfig(GraphDataConfig):
-    target: str = MISSING  # the node property holding the class
+    objective: str = checked(MISSING, one_of(*OBJECTIVES))
+    target: str = MISSING  # the node property holding the class (or, for regression, the number)
     split: NodeSplitConfig = field(default_factory=NodeSplitConfig)
     decay: str = checked(MISSING, one_of(*DECAY))  # optim.weight_decay on the first layer only, or on all
 
@@ -78,7 +84,7 @@ class NodeClassificationTask(GraphTask):
             graph = load_graph(spec, separator=str(task.separator), labels=True)
             self._prepared = prepare_nodes(
                 graph, spec["features"], spec.get("name_property"), str(task.target), str(task.split.kind),
-                float(task.split.val), float(task.split.test), int(task.split.seed),
+                float(task.split.val), float(task.split.test), int(task.split.seed), str(task.objective),
             )
         return self._prepared
 
@@ -95,22 +101,21 @@ class NodeClassificationTask(GraphTask):
             int(data.x.shape[1]), data.num_nodes, len(data.classes), arch=str(model.arch),
             hidden_dim=int(model.hidden_dim), num_layers=int(model.num_layers), dropout=float(model.dropout),
             aggregator=str(model.aggregator), id_embedding=int(task.id_embedding or 0), lr=float(optim.lr),
-            weight_decay=float(optim.weight_decay), decay=str(task.decay),
+            weight_decay=float(optim.weight_decay), decay=str(task.decay), objective=str(task.objective),
+            scale=data.scale,
         )
         module.set_graph_state(data.classes, data.graph.node_ids)
         return module
 
     # -- after evaluation: what the graph was and what the model says of every node ----------
     def on_evaluated(self, context: TaskContext, module: Any, metrics: dict[str, float]) -> None:
-        import torch
+        import math
 
         data = self.prepared()
-        module.eval()
-        with torch.no_grad():
-            predicted = module.logits(data).argmax(-1).tolist()
         split_of = {int(n): name for name, index in data.masks.items() for n in index.tolist()}
-        rows = [{"node": node, "predicted": data.classes[p],
-                 "target": None if t < 0 else data.classes[t], "split": split_of.get(i)}
-                for i, (node, p, t) in enumerate(zip(data.graph.node_ids, predicted, data.y.tolist()))]
+        targets = [None if (t < 0 if data.classes else math.isnan(t)) else (data.classes[int(t)] if data.classes else t)
+                   for t in data.y.tolist()]
+        rows = [{"node": node, "predicted": p, "target": t, "split": split_of.get(i)}
+                for i, (node, p, t) in enumerate(zip(data.graph.node_ids, module.predictions(data), targets))]
         context.tracker.log_dict(data.describe(), "graph.json")
-        context.tracker.log_dict(rows, "node_classification/predictions.json")
+        context.tracker.log_dict(rows, f"{self.name}/predictions.json")
