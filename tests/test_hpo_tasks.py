@@ -18,7 +18,8 @@ import pytest
 from sagelab.config import PROJECT_ROOT, group_options
 
 CONF = PROJECT_ROOT / "conf"
-IN_CI = {"glue_mrpc", "qa", "link_prediction", "node_classification"}  # one per family; the rest of GLUE differs only in its data
+# one per family; the rest of GLUE differs only in its data, node_regression only in its objective
+IN_CI = {"glue_mrpc", "qa", "link_prediction", "node_classification"}
 SMALL = {
     "glue": ["model=bert_tiny", "data.train_limit=32", "data.eval_limit=16", "optim.eval_batch_size=16"],
     "qa": ["model=bert_tiny", "task.max_seq_length=192", "data.train_limit=16", "data.eval_limit=12",

@@ -3,7 +3,8 @@
 :class:`GnnEncoder` = optional learnable node-id embedding + a stack of DGL convolutions, shared by link
 prediction and node classification; :class:`LinkPredictor` = that encoder + a scorer. The same module runs
 on the whole graph (``forward(graph, x)``) or on the sampled blocks of DGL's neighbour sampler
-(``forward(blocks, x)``): each layer gets the whole graph or its own block. Scores are logits; ``sigmoid`` gives link probabilities.
+(``forward(blocks, x)``): each layer gets the whole graph or its own block. Scores are logits; ``sigmoid``
+gives link probabilities.
 
 GCN on sampled blocks normalises by each block's own degrees (DGL's GraphConv semantics), so its
 mini-batch training sees slightly different weights than full-graph inference; GraphSAGE's mean is
