@@ -43,6 +43,7 @@ class GnnModelConfig:
     dropout: float = checked(MISSING, below_one)
     aggregator: str = checked(MISSING, one_of(*AGGREGATORS))
     scorer: str = checked(MISSING, one_of(*SCORERS))
+    bias: bool = True  # the layers' additive bias (node_classification: off, as in the GCN paper)
 
 
 class GraphTask(Task):

@@ -47,7 +47,8 @@ class GnnEncoder(nn.Module):
     """Optional node-id embedding + a stack of DGL convolutions: node features in, node vectors out.
 
     ``out_dim`` sets the last layer's width (node classification: the class count, as in the GCN paper's
-    2-layer model); by default every layer is ``hidden`` wide (link prediction scores those vectors). Dropout
+    2-layer model); by default every layer is ``hidden`` wide (link prediction scores those vectors). ``bias=False``
+    drops the layers' additive bias (the GCN paper's propagation rule has none). Dropout
     precedes every layer, input features included, and ReLU follows all but the last.
     """
 
@@ -62,6 +63,7 @@ class GnnEncoder(nn.Module):
         aggregator: str = "mean",
         id_embedding: int = 0,
         out_dim: int | None = None,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         dglnn = import_dgl().nn
@@ -80,9 +82,9 @@ class GnnEncoder(nn.Module):
         convs = []
         for d_in, d_out in zip(dims[:-1], dims[1:]):
             if arch == "graphsage":
-                convs.append(dglnn.SAGEConv(d_in, d_out, aggregator_type=aggregator))
+                convs.append(dglnn.SAGEConv(d_in, d_out, aggregator_type=aggregator, bias=bias))
             else:  # GCN: symmetric normalisation; the graph carries self-loops (see message_passing_graph)
-                convs.append(dglnn.GraphConv(d_in, d_out, norm="both", allow_zero_in_degree=True))
+                convs.append(dglnn.GraphConv(d_in, d_out, norm="both", bias=bias, allow_zero_in_degree=True))
         self.convs = nn.ModuleList(convs)
         self.dropout = nn.Dropout(dropout)
 
@@ -137,9 +139,10 @@ class LinkPredictor(GnnEncoder):
         aggregator: str = "mean",
         scorer: str = "dot",
         id_embedding: int = 0,
+        bias: bool = True,
     ) -> None:
         super().__init__(in_dim, num_nodes, arch=arch, hidden=hidden, layers=layers, dropout=dropout,
-                         aggregator=aggregator, id_embedding=id_embedding)
+                         aggregator=aggregator, id_embedding=id_embedding, bias=bias)
         self.scorer = DotScorer() if scorer == "dot" else MLPScorer(hidden, dropout)
 
     def score(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:

@@ -131,6 +131,7 @@ class LinkPredictionTask(GraphTask):
             num_layers=int(model.num_layers), dropout=float(model.dropout), aggregator=str(model.aggregator),
             scorer=str(model.scorer), id_embedding=int(task.id_embedding or 0), neg_ratio=int(task.neg_ratio),
             hits_at=[int(k) for k in task.hits_at], lr=float(optim.lr), weight_decay=float(optim.weight_decay),
+            bias=bool(model.get("bias", True)),
         )
         module.set_graph_state(data.encoder.state_dict(), data.graph.node_ids, data.names)
         return module

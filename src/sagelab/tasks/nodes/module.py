@@ -53,6 +53,7 @@ class NodeClassificationModule(L.LightningModule):
         decay: str = "first",
         objective: str = "classification",
         scale: tuple[float, float] = (0.0, 1.0),
+        bias: bool = True,
     ) -> None:
         """The network's shape (``arch`` .. ``id_embedding``; the last of ``num_layers`` layers outputs
         ``num_classes`` logits) and Adam's settings; ``decay="first"`` puts the weight decay on the first layer
@@ -65,7 +66,7 @@ class NodeClassificationModule(L.LightningModule):
         self.regression, self.scale = objective == "regression", (float(scale[0]), float(scale[1]))
         out_dim = 1 if self.regression else num_classes
         self.model = GnnEncoder(in_dim, num_nodes, arch=arch, hidden=hidden_dim, layers=num_layers, dropout=dropout,
-                                aggregator=aggregator, id_embedding=id_embedding, out_dim=out_dim)
+                                aggregator=aggregator, id_embedding=id_embedding, out_dim=out_dim, bias=bias)
         self.num_classes, self.lr, self.weight_decay, self.decay = num_classes, lr, weight_decay, decay
         self.graph_state: dict[str, Any] = {}
 

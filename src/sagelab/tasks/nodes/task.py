@@ -102,7 +102,7 @@ class NodeClassificationTask(GraphTask):
             hidden_dim=int(model.hidden_dim), num_layers=int(model.num_layers), dropout=float(model.dropout),
             aggregator=str(model.aggregator), id_embedding=int(task.id_embedding or 0), lr=float(optim.lr),
             weight_decay=float(optim.weight_decay), decay=str(task.decay), objective=str(task.objective),
-            scale=data.scale,
+            scale=data.scale, bias=bool(model.get("bias", True)),
         )
         module.set_graph_state(data.classes, data.graph.node_ids)
         return module
