@@ -122,7 +122,8 @@ def test_shipped_glue_spaces_compose_and_validate(name, extra):
 
 @pytest.mark.parametrize(
     "name, task, model",
-    [("qa", "qa", "bert_tiny"), ("link_prediction", "link_prediction", "graphsage"), ("ner", "ner", "bert_tiny")],
+    [("qa", "qa", "bert_tiny"), ("link_prediction", "link_prediction", "graphsage"), ("ner", "ner", "bert_tiny"),
+     ("node_classification", "node_classification", "gcn"), ("node_regression", "node_regression", "gcn")],
 )
 def test_shipped_task_spaces(name, task, model):
     node = OmegaConf.load(PROJECT_ROOT / "conf" / "search_space" / f"{name}.yaml")

@@ -3,7 +3,7 @@
 One tiny study per task (one trial, one epoch of at most two steps, a few examples, ``model=bert_tiny`` for the
 transformer tasks): the trial is an ordinary ``run.py`` run whose HPOCallback reports the task's metric and
 times the module's own ``predict_step`` (the latency probe). Each search space file is used at least once.
-CI runs one task per family (glue_mrpc, qa, link_prediction); the other GLUE tasks are ``slow``.
+CI runs one task per family (glue_mrpc, qa, link_prediction, node_classification); the other GLUE tasks are ``slow``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,16 @@ import pytest
 from sagelab.config import PROJECT_ROOT, group_options
 
 CONF = PROJECT_ROOT / "conf"
-IN_CI = {"glue_mrpc", "link_prediction"}  # CI time: one GLUE task (the rest differ only in data) and a graph one
+# CI time: one GLUE task (the rest differ only in data), the graph families (node_regression differs from
+# node_classification only in its objective); QA and the rest under make test-slow
+IN_CI = {"glue_mrpc", "link_prediction", "node_classification"}
 SMALL = {
     "glue": ["model=bert_tiny", "data.train_limit=32", "data.eval_limit=16", "optim.eval_batch_size=16"],
     "qa": ["model=bert_tiny", "task.max_seq_length=192", "data.train_limit=16", "data.eval_limit=12",
            "optim.eval_batch_size=8"],  # windows longer than the space's largest doc_stride (128)
     "link_prediction": [],  # the example graph is small already
+    "node_classification": [],  # Cora: one full-graph step per epoch
+    "node_regression": [],  # the example graph; the same code as node_classification, so not in CI
 }
 
 

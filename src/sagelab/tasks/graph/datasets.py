@@ -86,45 +86,97 @@ def _adjacency(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return src, dst
 
 
-def read_planetoid(root: str | Path, name: str = "cora") -> PropertyGraph:
-    """Read ``<root>/ind.<name>.*`` (the Planetoid release layout) as an undirected graph."""
+def _test_index(path: Path) -> list[int]:
+    """The node index of each ``tx`` row, one per line, in ``tx``'s (unsorted) order."""
+    index = []
+    for line, text in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if text.strip():
+            if not text.strip().isdigit():
+                raise ConfigError(str(path), f"line {line}: {text.strip()[:40]!r} is not a node index.")
+            index.append(int(text))
+    return index
+
+
+def _dense(matrix: Any) -> np.ndarray:
+    return np.asarray(matrix.todense() if hasattr(matrix, "todense") else matrix, dtype=np.float32)
+
+
+def _class_of(one_hot: np.ndarray) -> np.ndarray:
+    """Row-wise class index of a one-hot label matrix; -1 for an all-zero row (an unlabelled node)."""
+    return np.where(one_hot.sum(1) > 0, one_hot.argmax(1), -1)
+
+
+def read_planetoid(root: str | Path, name: str = "cora", labels: bool = False) -> PropertyGraph:
+    """Read ``<root>/ind.<name>.*`` (the Planetoid release layout) as an undirected graph.
+
+    Features are ``allx`` (the first rows) and ``tx``, whose row ``i`` belongs to node ``test.index[i]``. The
+    test indices may leave gaps -- nodes of the graph that are in no feature file (Citeseer's 15) -- so the
+    node count is the largest test index + 1 and a gap is an isolated-in-features node with a zero row, as
+    the reference GCN code pads them (``test_idx_range_full`` in tkipf/gcn's ``utils.py``).
+
+    ``labels=True`` also reads ``y``, ``ty``, ``ally`` into the int property ``label`` (None where the
+    one-hot row is empty or the node is a gap) and puts the standard split in ``meta["planetoid_split"]``:
+    train = the first ``len(y)`` nodes, validation the next 500, test the test indices (Kipf & Welling).
+    Link prediction leaves labels out, so its features never see them.
+    """
     root = Path(root)
-    for part in PLANETOID_PARTS + ("test.index",):
+    parts = PLANETOID_PARTS + (("y", "ty", "ally") if labels else ()) + ("test.index",)
+    for part in parts:
         path = root / f"ind.{name}.{part}"
         if not path.exists():
             raise ConfigError(str(path), "the Planetoid file does not exist.")
-    import scipy.sparse as sp
 
     tx, allx = (_matrix(root / f"ind.{name}.{part}") for part in ("tx", "allx"))
     src, dst = _adjacency(root / f"ind.{name}.graph")
     index_file = root / f"ind.{name}.test.index"
-    test_index = []
-    for line, text in enumerate(index_file.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        if text.strip():
-            if not text.strip().isdigit():
-                raise ConfigError(str(index_file), f"line {line}: {text.strip()[:40]!r} is not a node index.")
-            test_index.append(int(text))
-    num_nodes = allx.shape[0] + tx.shape[0]
-    if tx.shape[1] != allx.shape[1] or len(test_index) != tx.shape[0] or max(test_index, default=0) >= num_nodes:
-        raise ConfigError(str(index_file), f"does not fit the features: {len(test_index)} test indices up to "
-                          f"{max(test_index, default=0)} for tx {tx.shape} and allx {allx.shape}.")
-    # Test rows come last in tx but belong at the (unsorted) positions in test.index.
-    features = sp.vstack([sp.csr_matrix(allx), sp.csr_matrix(tx)]).tolil()
-    order = np.sort(test_index)
-    features[test_index, :] = features[order, :]
-    dense = np.asarray(features.todense(), dtype=np.float32)
+    test_index = _test_index(index_file)
+    known = allx.shape[0]
+    if (tx.shape[1] != allx.shape[1] or len(test_index) != tx.shape[0] or len(set(test_index)) != len(test_index)
+            or min(test_index, default=known) < known):
+        raise ConfigError(str(index_file), f"does not fit the features: {len(test_index)} test indices "
+                          f"({len(set(test_index))} distinct) from {min(test_index, default=0)} to "
+                          f"{max(test_index, default=0)} for tx {tx.shape} and allx {allx.shape}; expected "
+                          f"{tx.shape[0]} distinct indices from {known} up.")
+    num_nodes = max(test_index, default=known - 1) + 1
+    dense = np.zeros((num_nodes, allx.shape[1]), dtype=np.float32)  # gaps stay zero: featureless nodes
+    dense[:known] = _dense(allx)
+    dense[test_index] = _dense(tx)  # tx row i is node test_index[i]
     usrc, udst, dropped = undirected_unique(src, dst)
     if usrc.size and (min(usrc.min(), udst.min()) < 0 or max(usrc.max(), udst.max()) >= num_nodes):
         raise ConfigError(str(root / f"ind.{name}.graph"), f"names nodes beyond the {num_nodes} feature rows.")
+    properties = {"words": Property("words", "vector", False, dense)}
+    meta: dict[str, Any] = {"raw_edges": len(src), "dropped_edges": dropped,
+                            "featureless_nodes": num_nodes - known - len(test_index)}
+    if labels:
+        label, meta["planetoid_split"] = _planetoid_labels(root, name, num_nodes, known, test_index)
+        properties["label"] = Property("label", "int", False, label)
     return PropertyGraph(
         node_ids=[str(i) for i in range(num_nodes)],
         labels=[name] * num_nodes,
-        properties={"words": Property("words", "vector", False, dense)},
+        properties=properties,
         src=usrc,
         dst=udst,
         source=str(root / f"ind.{name}.graph"),
-        meta={"raw_edges": len(src), "dropped_edges": dropped},
+        meta=meta,
     )
+
+
+def _planetoid_labels(root: Path, name: str, num_nodes: int, known: int,
+                      test_index: list[int]) -> tuple[list[int | None], dict[str, list[int]]]:
+    """Class per node from ``ally`` / ``ty`` and the standard split sized by ``y`` (see :func:`read_planetoid`)."""
+    y, ty, ally = (_dense(_matrix(root / f"ind.{name}.{part}")) for part in ("y", "ty", "ally"))
+    for part, matrix, rows in (("ally", ally, known), ("ty", ty, len(test_index))):
+        if matrix.shape != (rows, y.shape[1]):
+            raise ConfigError(str(root / f"ind.{name}.{part}"), f"holds labels of shape {matrix.shape}; expected "
+                              f"({rows}, {y.shape[1]}) for its feature rows and the classes of ind.{name}.y.")
+    if y.shape[0] > known:
+        raise ConfigError(str(root / f"ind.{name}.y"), f"has {y.shape[0]} rows, more than the {known} of allx.")
+    classes = np.full(num_nodes, -1, dtype=np.int64)
+    classes[:known] = _class_of(ally)
+    classes[test_index] = _class_of(ty)
+    split = {"train": list(range(y.shape[0])), "val": list(range(y.shape[0], min(y.shape[0] + 500, known))),
+             "test": sorted(test_index)}
+    return [None if c < 0 else int(c) for c in classes], split
 
 
 def read_twitch(root: str | Path) -> PropertyGraph:

@@ -48,13 +48,14 @@ class LinkPredictionModule(L.LightningModule):
         hits_at: Sequence[int] = (20,),
         lr: float = 0.01,
         weight_decay: float = 0.0,
+        bias: bool = True,
     ) -> None:
         """The network's shape (``arch`` .. ``id_embedding``), the training objective (``neg_ratio`` uniform
         negatives per positive), the evaluation (Hits@K for each of ``hits_at``) and Adam's settings."""
         super().__init__()
         self.model = LinkPredictor(
             in_dim, num_nodes, arch=arch, hidden=hidden_dim, layers=num_layers, dropout=dropout,
-            aggregator=aggregator, scorer=scorer, id_embedding=id_embedding,
+            aggregator=aggregator, scorer=scorer, id_embedding=id_embedding, bias=bias,
         )
         self.neg_ratio, self.hits_at = neg_ratio, [int(k) for k in hits_at]
         self.lr, self.weight_decay = lr, weight_decay

@@ -1,9 +1,10 @@
 """GNN encoders (GraphSAGE, GCN) and edge scorers built from DGL layers.
 
-:class:`LinkPredictor` = optional learnable node-id embedding + a stack of DGL convolutions + a
-scorer. The same module runs on the whole graph (``forward(graph, x)``) or on the sampled blocks
-of DGL's neighbour sampler (``forward(blocks, x)``): each layer gets the whole graph or its own
-block. Scores are logits; ``sigmoid`` gives link probabilities.
+:class:`GnnEncoder` = optional learnable node-id embedding + a stack of DGL convolutions, shared by link
+prediction and node classification; :class:`LinkPredictor` = that encoder + a scorer. The same module runs
+on the whole graph (``forward(graph, x)``) or on the sampled blocks of DGL's neighbour sampler
+(``forward(blocks, x)``): each layer gets the whole graph or its own block. Scores are logits; ``sigmoid``
+gives link probabilities.
 
 GCN on sampled blocks normalises by each block's own degrees (DGL's GraphConv semantics), so its
 mini-batch training sees slightly different weights than full-graph inference; GraphSAGE's mean is
@@ -42,8 +43,14 @@ class MLPScorer(nn.Module):
         return self.net(h_src * h_dst).squeeze(-1)
 
 
-class LinkPredictor(nn.Module):
-    """Node encoder + edge scorer for link prediction."""
+class GnnEncoder(nn.Module):
+    """Optional node-id embedding + a stack of DGL convolutions: node features in, node vectors out.
+
+    ``out_dim`` sets the last layer's width (node classification: the class count, as in the GCN paper's
+    2-layer model); by default every layer is ``hidden`` wide (link prediction scores those vectors). ``bias=False``
+    drops the layers' additive bias (the GCN paper's propagation rule has none). Dropout
+    precedes every layer, input features included, and ReLU follows all but the last.
+    """
 
     def __init__(
         self,
@@ -54,8 +61,9 @@ class LinkPredictor(nn.Module):
         layers: int = 2,
         dropout: float = 0.5,
         aggregator: str = "mean",
-        scorer: str = "dot",
         id_embedding: int = 0,
+        out_dim: int | None = None,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         dglnn = import_dgl().nn
@@ -69,15 +77,16 @@ class LinkPredictor(nn.Module):
         if self.id_embedding is not None:
             nn.init.normal_(self.id_embedding.weight, std=0.1)
         dims = [in_dim + id_embedding] + [hidden] * layers
+        if out_dim is not None:
+            dims[-1] = out_dim
         convs = []
         for d_in, d_out in zip(dims[:-1], dims[1:]):
             if arch == "graphsage":
-                convs.append(dglnn.SAGEConv(d_in, d_out, aggregator_type=aggregator))
+                convs.append(dglnn.SAGEConv(d_in, d_out, aggregator_type=aggregator, bias=bias))
             else:  # GCN: symmetric normalisation; the graph carries self-loops (see message_passing_graph)
-                convs.append(dglnn.GraphConv(d_in, d_out, norm="both", allow_zero_in_degree=True))
+                convs.append(dglnn.GraphConv(d_in, d_out, norm="both", bias=bias, allow_zero_in_degree=True))
         self.convs = nn.ModuleList(convs)
         self.dropout = nn.Dropout(dropout)
-        self.scorer = DotScorer() if scorer == "dot" else MLPScorer(hidden, dropout)
 
     @property
     def needs_self_loops(self) -> bool:
@@ -111,8 +120,30 @@ class LinkPredictor(nn.Module):
                 h = torch.relu(h)
         return h
 
-    def score(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        return self.scorer(h[src], h[dst])
-
     def forward(self, graph_or_blocks: Any, x: torch.Tensor, node_ids: torch.Tensor | None = None) -> torch.Tensor:
         return self.encode(graph_or_blocks, self.node_inputs(x, node_ids))
+
+
+class LinkPredictor(GnnEncoder):
+    """Node encoder + edge scorer for link prediction (parameter names and init order as before the
+    encoder was factored out, so earlier checkpoints load and seeds give the same weights)."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        num_nodes: int,
+        arch: str = "graphsage",
+        hidden: int = 128,
+        layers: int = 2,
+        dropout: float = 0.5,
+        aggregator: str = "mean",
+        scorer: str = "dot",
+        id_embedding: int = 0,
+        bias: bool = True,
+    ) -> None:
+        super().__init__(in_dim, num_nodes, arch=arch, hidden=hidden, layers=layers, dropout=dropout,
+                         aggregator=aggregator, id_embedding=id_embedding, bias=bias)
+        self.scorer = DotScorer() if scorer == "dot" else MLPScorer(hidden, dropout)
+
+    def score(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        return self.scorer(h[src], h[dst])

@@ -46,12 +46,13 @@ def check_dataset(spec: Mapping[str, Any], key: str) -> None:
         raise ConfigError(f"{key}.convert_from", f"the folder '{source}' does not exist.")
 
 
-def load_graph(spec: Mapping[str, Any], separator: str = ";") -> PropertyGraph:
-    """Read the graph a dataset description names (converting Twitch to CSV first if asked)."""
+def load_graph(spec: Mapping[str, Any], separator: str = ";", labels: bool = False) -> PropertyGraph:
+    """Read the graph a dataset description names (converting Twitch to CSV first if asked); ``labels``: a
+    Planetoid set's class labels and standard split too (node classification)."""
     if spec["format"] == "planetoid":
         from sagelab.tasks.graph.datasets import read_planetoid
 
-        return read_planetoid(spec["path"], spec.get("name") or "cora")
+        return read_planetoid(spec["path"], spec.get("name") or "cora", labels=labels)
     nodes, edges = Path(str(spec["nodes"])), Path(str(spec["edges"]))
     if spec.get("convert_from") and not (nodes.exists() and edges.exists()):
         from sagelab.tasks.graph.datasets import convert_twitch

@@ -26,13 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
 from sagelab.config import ConfigError
-from sagelab.checks import below_one, each, fraction, non_negative, one_of, positive
-from sagelab.schema import TaskBlock, check_values, checked, typed
-from sagelab.tasks.base import Mode, Task
-from sagelab.tasks.graph import AGGREGATORS, ARCHS, SAMPLING, SCORERS
+from sagelab.checks import each, fraction, one_of, positive
+from sagelab.schema import checked
+from sagelab.tasks.base import Mode
+from sagelab.tasks.graph import SAMPLING
+from sagelab.tasks.graph.config import GnnModelConfig, GraphDataConfig, GraphTask
+
+__all__ = ["GnnModelConfig", "LinkPredictionConfig", "LinkPredictionTask", "SplitConfig", "TransformConfig"]
 
 if TYPE_CHECKING:
     from sagelab.context import TaskContext
@@ -57,12 +60,7 @@ class TransformConfig:
 
 
 @dataclass(kw_only=True)
-class LinkPredictionConfig(TaskBlock):
-    dataset: str = MISSING  # a key of datasets; checked with the dataset's own keys in check()
-    datasets: dict[str, Any] = MISSING
-    features: dict[str, Any] = field(default_factory=dict)
-    separator: str = MISSING
-    id_embedding: int = checked(MISSING, non_negative)
+class LinkPredictionConfig(GraphDataConfig):
     split: SplitConfig = field(default_factory=SplitConfig)
     sampling: str = checked(MISSING, one_of(*SAMPLING))
     fanouts: list[int] = MISSING  # per layer; -1 takes every neighbour
@@ -74,23 +72,8 @@ class LinkPredictionConfig(TaskBlock):
     transform: TransformConfig = field(default_factory=TransformConfig)
 
 
-@dataclass(kw_only=True)
-class GnnModelConfig:
-    """``conf/model/{graphsage,gcn}.yaml``."""
-
-    kind: str = MISSING
-    name: str = MISSING
-    arch: str = checked(MISSING, one_of(*ARCHS))
-    hidden_dim: int = checked(MISSING, positive)
-    num_layers: int = checked(MISSING, positive)
-    dropout: float = checked(MISSING, below_one)
-    aggregator: str = checked(MISSING, one_of(*AGGREGATORS))
-    scorer: str = checked(MISSING, one_of(*SCORERS))
-
-
-class LinkPredictionTask(Task):
+class LinkPredictionTask(GraphTask):
     config_class = LinkPredictionConfig
-    model_kinds = ("gnn",)
     lightning_modes = ("train", "evaluate")
     supports_multiprocess = False  # full-graph or sampled, one process
 
@@ -98,34 +81,12 @@ class LinkPredictionTask(Task):
         super().__init__(cfg)
         self._prepared: PreparedGraph | None = None
 
-    # -- configuration -----------------------------------------------------------------
-    @property
-    def dataset(self) -> dict[str, Any]:
-        """The selected ``task.datasets`` entry with ``task.features`` merged over its features."""
-        name = str(self.cfg.task.dataset)
-        datasets = self.cfg.task.datasets
-        if name not in datasets:
-            raise ConfigError("task.dataset", f"is {name!r}; allowed values are {', '.join(datasets)}.")
-        spec = OmegaConf.to_container(datasets[name], resolve=True)
-        merged = dict(spec.get("features") or {})
-        for prop, override in (OmegaConf.to_container(self.cfg.task.features, resolve=True) or {}).items():
-            merged[prop] = {**(merged.get(prop) or {}), **(override or {})}
-        spec["features"] = merged
-        return spec
-
-    def validate(self) -> None:
-        if self.cfg.model.get("kind") == "gnn":  # another kind is refused by the base, naming the kinds it takes
-            check_values(typed(self.cfg.model, GnnModelConfig, "model."), GnnModelConfig, "model.")
-        super().validate()
-
     def check(self) -> None:
-        from sagelab.tasks.graph.pipeline import check_dataset
-
         task, layers = self.cfg.task, int(self.cfg.model.num_layers)
         if task.sampling == "neighbor" and not 1 <= len(task.fanouts) <= layers:
             raise ConfigError("task.fanouts", f"has {len(task.fanouts)} entries for model.num_layers={layers} "
                               "(one per layer; a shorter list repeats its last entry).")
-        check_dataset(self.dataset, f"task.datasets.{task.dataset}")
+        self.check_graph()
         mode = str(self.cfg.mode)
         if mode == "recommend" and task.node is None:
             raise ConfigError("task.node", "mode=recommend needs a node id or name, e.g. task.node=Henry.")
@@ -170,6 +131,7 @@ class LinkPredictionTask(Task):
             num_layers=int(model.num_layers), dropout=float(model.dropout), aggregator=str(model.aggregator),
             scorer=str(model.scorer), id_embedding=int(task.id_embedding or 0), neg_ratio=int(task.neg_ratio),
             hits_at=[int(k) for k in task.hits_at], lr=float(optim.lr), weight_decay=float(optim.weight_decay),
+            bias=bool(model.get("bias", True)),
         )
         module.set_graph_state(data.encoder.state_dict(), data.graph.node_ids, data.names)
         return module
