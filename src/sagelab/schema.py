@@ -217,6 +217,9 @@ class HpoConfig:
     base_overrides: Optional[list[str]] = None  # the study's own overrides, when not from Hydra's record
     backend: str = checked("auto", one_of("auto", "syne_tune", "optuna", "ray"))  # auto: the algorithm's library
     ray_address: Optional[str] = None  # hpo.backend=ray: <head>:6379 of a running cluster; null = a local Ray
+    evaluate_default: bool = True      # the composed config's own values are the study's first trial
+    points_to_evaluate: list[Any] = field(default_factory=list)  # known-good {param: value} points, after it
+    warm_start: Optional[str] = None   # an earlier study (name in hpo.dir, or its MLflow parent run id) to seed from
 
 
 @dataclass(kw_only=True)

@@ -107,6 +107,31 @@ def requeue_lost(study: Any, storage: Any, lost: list[dict[str, Any]]) -> None:
             study.enqueue_trial(record["config"], user_attrs={"retry_of": int(record["trial_id"])})
 
 
+def seed_study(spec: StudySpec, study: Any) -> None:
+    """The study's first trials, once per study: enqueue :attr:`StudySpec.points` (the default configuration
+    first, so it is trial 0) and add the warm-start study's trials as finished ones (TPE models them; they are
+    not trials of this study: no folder, no budget, not in its results). Idempotent: each enqueued point is
+    marked with its index and warm trials with their origin, so a resumed study never adds one twice."""
+    import optuna
+
+    from sagelab.hpo.seeding import ORIGIN, SEED_INDEX
+
+    trials = study.get_trials(deepcopy=False)
+    seeded = {t.user_attrs.get(SEED_INDEX) for t in trials if SEED_INDEX in t.user_attrs}
+    for i, point in enumerate(spec.points):
+        if i not in seeded:
+            origin = "default" if i == 0 and spec.default_config is not None else "point"
+            study.enqueue_trial(dict(point), user_attrs={ORIGIN: origin, SEED_INDEX: i})
+    if spec.warm_trials and not any(t.user_attrs.get(ORIGIN) == "warm_start" for t in trials):
+        distributions = spec.search_space().optuna()
+        keys = [o.key for o in spec.objective_list()]
+        study.add_trials([optuna.trial.create_trial(
+            params=dict(t["config"]), distributions={n: distributions[n] for n in t["config"]},
+            values=[float(t["values"][k]) for k in keys],
+            user_attrs={ORIGIN: "warm_start", "sagelab.warm_from": f"{spec.warm_start}#{t['trial_id']}"},
+        ) for t in spec.warm_trials])
+
+
 class _Trials:
     """Runs trial processes and kills whatever is still running when the study stops."""
 
@@ -187,6 +212,7 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
     study, storage = open_study(spec, spec.seed + 1000 * session)
     lost = lost_trials(records)
     requeue_lost(study, storage, lost)
+    seed_study(spec, study)  # under the session lock: no other process seeds this study now
     info: dict[str, Any] = {"session": session, "interrupted_before": interrupted,
                             "rerun": [int(r["trial_id"]) for r in lost], "new_trials": 0}
     if budget.exhausted:

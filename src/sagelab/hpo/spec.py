@@ -89,6 +89,12 @@ class StudySpec:
     grace_s: int = 30            # ...and a trial whose beat is older is failed and run again by another worker
     trial_threads: int | None = None  # instance.threads of each trial (n_workers > 1: the cores split over them)
     study_overrides: list[str] = field(default_factory=list)  # the command's own overrides (worker processes)
+    # the study's first trials (sagelab.hpo.seeding): the default configuration (None: not evaluated), then
+    # hpo.points_to_evaluate; warm_trials: hpo.warm_start's earlier trials, best first
+    points: list[dict[str, Any]] = field(default_factory=list)
+    default_config: dict[str, Any] | None = None
+    warm_start: str | None = None
+    warm_trials: list[dict[str, Any]] = field(default_factory=list)
 
     # -- derived ------------------------------------------------------------------
     @property
@@ -116,6 +122,15 @@ class StudySpec:
     @property
     def multi_fidelity(self) -> bool:
         return ALGORITHMS[self.algorithm][2] and not (self.algorithm == "tpe" and len(self.objectives) > 1)
+
+    def first_configs(self) -> list[dict[str, Any]]:
+        """What a study without a model of earlier trials (Syne Tune, Ray) runs first, in order: the default,
+        the given points, then the best few configurations of the warm-start study."""
+        from sagelab.hpo.seeding import warm_k, warm_points
+
+        extra = warm_points(self.warm_trials, warm_k(self.max_trials), self.points, self.defaults,
+                            self.search_space())
+        return [dict(p) for p in [*self.points, *extra]]
 
     def trial_dir(self, trial_id: int | str) -> Path:
         return self.dir / "trials" / str(trial_id)
@@ -276,6 +291,16 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
     if grace_s <= heartbeat_s:
         raise ConfigError("hpo.grace_s", f"({grace_s}) must exceed hpo.heartbeat_s ({heartbeat_s}), or live trials "
                           "would be taken for dead ones.")
+    from sagelab.hpo.seeding import initial_points
+
+    defaults = space.defaults(cfg)
+    points, default_config = initial_points(hpo, space, defaults)
+    warm_ref = str(hpo.get("warm_start")) if hpo.get("warm_start") not in (None, "") else None
+    warm_trials = []
+    if warm_ref is not None:
+        from sagelab.hpo.warm_start import load
+
+        warm_trials = load(warm_ref, study_dir.parent, str(cfg.logger.tracking_uri), space, objectives)
     latency = dict(OmegaConf.to_container(hpo.get("latency") or {}, resolve=True))
     for key in latency:
         if key not in LATENCY_DEFAULTS:  # batch_size is gone: predict_step gets the whole first validation batch
@@ -292,7 +317,7 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         task_metric=str(OmegaConf.select(cfg, "task.metric", default="") or ""),
         task_mode=str(OmegaConf.select(cfg, "task.metric_mode", default="max") or "max"),
         space=space.to_dict(),
-        defaults=space.defaults(cfg),
+        defaults=defaults,
         base_overrides=base,
         trial_overrides=trial_overrides,
         command=command,
@@ -319,6 +344,10 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         grace_s=grace_s,
         trial_threads=trial_threads(n_workers, base, space, backend),
         study_overrides=[str(o) for o in raw],
+        points=points,
+        default_config=default_config,
+        warm_start=warm_ref,
+        warm_trials=warm_trials,
     )
 
 

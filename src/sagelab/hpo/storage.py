@@ -166,6 +166,8 @@ def status_of(frozen: Any) -> str | None:
     from optuna.trial import TrialState
 
     status = frozen.user_attrs.get(STATUS)
+    if frozen.user_attrs.get("sagelab.origin") == "warm_start":  # an earlier study's trial (hpo.warm_start)
+        return None
     if frozen.state == TrialState.COMPLETE:
         return "completed"
     if frozen.state == TrialState.PRUNED:
