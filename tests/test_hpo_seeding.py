@@ -185,3 +185,24 @@ def test_a_syne_tune_study_warm_started_runs_the_earlier_best_first(tmp_path):
     configs = list(trial_configs(summary["study_dir"]).values())
     assert configs[0] == default
     assert configs[1:2] == best[:1]  # warm_k(5) = 1: the earlier best configuration comes right after the default
+
+
+def test_the_ray_searcher_suggests_the_default_first_and_resumes_past_it(tmp_path):
+    """StudySearcher alone (no cluster): the default, then the points, then the seeded random stream; a resumed
+    searcher neither suggests the points again nor replays draws they never made."""
+    from sagelab.hpo.ray_journal import StudySearcher
+    from sagelab.hpo.ray_trial import RETRY_KEY, TRIAL_KEY
+    from sagelab.hpo.spec import build_spec
+
+    spec = build_spec(compose(*study_args(tmp_path, "hpo=asha", "search_space=glue_default", "hpo.backend=ray",
+                                          "hpo.points_to_evaluate=[{lr:1.0e-5}]")), [])
+
+    def configs(searcher, n):
+        return [{k: v for k, v in searcher.suggest(str(i)).items() if k not in (TRIAL_KEY, RETRY_KEY)}
+                for i in range(n)]
+
+    fresh = configs(StudySearcher(spec, [], 0, [], None), 5)
+    assert fresh[0] == spec.default_config and fresh[1] == {**spec.default_config, "lr": 1e-5}
+    for done in (1, 3):  # stopped after the default, or after one random draw
+        records = [{"trial_id": i, "config": fresh[i], "retry_of": None} for i in range(done)]
+        assert configs(StudySearcher(spec, records, done, [], None), 5 - done) == fresh[done:]
