@@ -81,7 +81,9 @@ def experiment_content(
             defaults.append({f"override /{param.key}": str(value)})
         else:
             _set(keys, param.key, value)
-    _set(keys, "trainer.max_epochs", int(spec.max_resource))
+    for override in spec.length_overrides():  # trainer.max_epochs, or the steps of hpo.resource=steps
+        key, value = override.split("=", 1)
+        _set(keys, key, None if value == "null" else int(value))
     return defaults, keys, skipped
 
 

@@ -16,6 +16,8 @@ from sagelab.hpo.space import SearchSpace
 # keys the study sets on every trial itself; a command-line value for them would be ambiguous
 STUDY_KEYS = ("hpo", "search_space", "trainer.max_epochs", "checkpoint.dir", "hydra.run.dir", "callbacks.hpo",
               "logger.run_name")
+# and with hpo.resource=steps, these too (the length of a round and of a trial)
+STEP_KEYS = ("trainer.max_steps", "trainer.val_check_interval", "trainer.check_val_every_n_epoch")
 
 
 def override_key(override: str) -> str:
@@ -43,14 +45,15 @@ def command_overrides(cfg: DictConfig) -> list[str]:
     return []
 
 
-def split_overrides(overrides: Sequence[str], space: SearchSpace) -> tuple[list[str], list[str]]:
+def split_overrides(overrides: Sequence[str], space: SearchSpace,
+                    study_keys: Sequence[str] = STUDY_KEYS) -> tuple[list[str], list[str]]:
     """(overrides the trials inherit, overrides dropped because the study or the space sets them)."""
     space_keys = {p.key for p in space.params.values()}
     kept, dropped = [], []
     for o in overrides:
         key = override_key(o)
         # a sampled group (model) replaces `model=...`, not `model.config_overrides.x=...`
-        if _matches(key, STUDY_KEYS) or key in space_keys:
+        if _matches(key, study_keys) or key in space_keys:
             if not _matches(key, ("hpo", "search_space")):
                 dropped.append(o)
             continue

@@ -95,6 +95,9 @@ class StudySpec:
     default_config: dict[str, Any] | None = None
     warm_start: str | None = None
     warm_trials: list[dict[str, Any]] = field(default_factory=list)
+    resource: str = "epochs"  # a round is an epoch, or (steps) round_steps optimizer steps
+    round_steps: int | None = None
+    accumulate: int = 1  # trainer.accumulate_grad_batches: batches per optimizer step
 
     # -- derived ------------------------------------------------------------------
     @property
@@ -123,6 +126,17 @@ class StudySpec:
     def multi_fidelity(self) -> bool:
         return ALGORITHMS[self.algorithm][2] and not (self.algorithm == "tpe" and len(self.objectives) > 1)
 
+    def length_overrides(self) -> list[str]:
+        """How long a trial trains and how often it reports: ``max_resource`` epochs, or (``hpo.resource=steps``)
+        ``max_resource`` rounds of ``round_steps`` optimizer steps, validated every round across epoch ends
+        (``max_epochs`` is then only an upper bound that ``max_steps`` reaches first)."""
+        if self.resource != "steps":
+            return [f"trainer.max_epochs={self.max_resource}"]
+        steps = self.max_resource * int(self.round_steps or 1)
+        return [f"trainer.max_steps={steps}", f"trainer.max_epochs={steps * self.accumulate}",
+                f"trainer.val_check_interval={int(self.round_steps or 1) * self.accumulate}",
+                "trainer.check_val_every_n_epoch=null"]
+
     def first_configs(self) -> list[dict[str, Any]]:
         """What a study without a model of earlier trials (Syne Tune, Ray) runs first, in order: the default,
         the given points, then the best few configurations of the warm-start study."""
@@ -143,7 +157,7 @@ class StudySpec:
             *self.base_overrides,
             *self.search_space().overrides(config),
             *self.trial_overrides,
-            f"trainer.max_epochs={self.max_resource}",
+            *self.length_overrides(),
             "hpo=none",
             "search_space=none",
             f"checkpoint.dir={tdir / 'checkpoints'}",
@@ -264,8 +278,17 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
     seed = hpo.get("seed")
     seed = int(cfg.seed if seed is None else seed)
 
+    resource, round_steps = str(hpo.get("resource") or "epochs"), _opt_number(hpo, "round_steps", int)
+    if resource == "steps" and round_steps is None:
+        raise ConfigError("hpo.round_steps", "is needed with hpo.resource=steps: the optimizer steps in one round "
+                          "(one report, one rung unit), e.g. hpo.round_steps=50.")
+    if resource != "steps" and round_steps is not None:
+        raise ConfigError("hpo.round_steps", f"only applies to hpo.resource=steps (this study's resource is "
+                          f"{resource}).")
     raw = list(overrides) if overrides is not None else command_overrides(cfg)
-    base, dropped = split_overrides(raw, space)
+    from sagelab.hpo.inherit import STEP_KEYS, STUDY_KEYS
+
+    base, dropped = split_overrides(raw, space, STUDY_KEYS + (STEP_KEYS if resource == "steps" else ()))
     if dropped:
         print(f"sagelab hpo: the study sets these itself, ignoring {' '.join(dropped)}", file=sys.stderr)
     trial_overrides = [str(o) for o in (hpo.get("trial_overrides") or DEFAULT_TRIAL_OVERRIDES)]
@@ -281,6 +304,8 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         "reduction": reduction,
         "seed": seed,
     }
+    if resource == "steps":  # (left out for epochs, so the names of existing studies do not change)
+        identity["resource"] = [resource, round_steps]
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
     name = str(hpo.get("study_name") or f"{algorithm}-{cfg.task.name}-{space.name}-{digest}")
     study_dir = study_folder(Path(str(hpo.get("dir") or PROJECT_ROOT / "mlruns" / "hpo")), name)
@@ -348,6 +373,9 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         default_config=default_config,
         warm_start=warm_ref,
         warm_trials=warm_trials,
+        resource=resource,
+        round_steps=round_steps,
+        accumulate=int(OmegaConf.select(cfg, "trainer.accumulate_grad_batches", default=1) or 1),
     )
 
 
