@@ -132,6 +132,23 @@ def seed_study(spec: StudySpec, study: Any) -> None:
         ) for t in spec.warm_trials])
 
 
+def one_pop_at_a_time(study: Any) -> None:
+    """Make taking an enqueued trial atomic among this process's ``n_workers`` threads.
+
+    Optuna pops a WAITING trial by reading it, then setting it RUNNING if it still is WAITING; on SQLite the
+    row lock it asks for does not exist, so two threads asking at once both take the default configuration and
+    one fails telling it ("Cannot tell a COMPLETE trial"). A local study has one process (the session lock), so
+    a lock around the pop is enough."""
+    pop = study._pop_waiting_trial_id
+    lock = threading.Lock()
+
+    def locked_pop() -> int | None:
+        with lock:
+            return pop()
+
+    study._pop_waiting_trial_id = locked_pop
+
+
 class _Trials:
     """Runs trial processes and kills whatever is still running when the study stops."""
 
@@ -213,6 +230,7 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
     lost = lost_trials(records)
     requeue_lost(study, storage, lost)
     seed_study(spec, study)  # under the session lock: no other process seeds this study now
+    one_pop_at_a_time(study)
     info: dict[str, Any] = {"session": session, "interrupted_before": interrupted,
                             "rerun": [int(r["trial_id"]) for r in lost], "new_trials": 0}
     if budget.exhausted:
