@@ -206,3 +206,19 @@ def test_the_ray_searcher_suggests_the_default_first_and_resumes_past_it(tmp_pat
     for done in (1, 3):  # stopped after the default, or after one random draw
         records = [{"trial_id": i, "config": fresh[i], "retry_of": None} for i in range(done)]
         assert configs(StudySearcher(spec, records, done, [], None), 5 - done) == fresh[done:]
+
+
+def test_two_sqlite_workers_run_the_default_once(tmp_path):
+    """Two worker processes on one SQLite study: both ask for a trial at once, one takes the default."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path}/shared.db"
+    args = study_args(tmp_path, "hpo=tpe", "search_space=glue_default", "hpo.max_resource=1", "hpo.max_trials=4",
+                      f"hpo.storage={storage}", "hpo.study_name=two", "hpo.n_workers=2")
+    proc = subprocess.run([sys.executable, "run.py", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = optuna.load_study(study_name="two", storage=storage).get_trials()
+    done = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(done) == 4 and trials[0].params == default_of(*args) and trials[0].state.name == "COMPLETE"
+    assert sum(t.params == trials[0].params for t in trials) == 1

@@ -145,7 +145,7 @@ def _loop(spec: StudySpec, study: Any, storage: Any, runner: Any, progress: Any,
         if not now.waiting and spec.max_trials is not None and now.claimed >= spec.max_trials:
             time.sleep(poll)  # the budget is held by running trials: wait for them, or for their heartbeat
             continue
-        with warnings.catch_warnings():  # "heartbeat is meant for Study.optimize": here it beats below
+        with warnings.catch_warnings(), rdb.ask_lock(spec):  # "heartbeat is meant for Study.optimize": it beats below
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
             trial = study.ask()
         held["trial"] = trial.number
