@@ -135,10 +135,11 @@ def test_bad_points_and_warm_start_name_the_key(tmp_path):
              ("hpo.points_to_evaluate=[{lr:1.0e-5},{lr:1.0}]", "hpo.points_to_evaluate[1].lr"),
              ("hpo.points_to_evaluate=[3]", "hpo.points_to_evaluate[0]"),
              ("hpo.warm_start=no-such-study", "hpo.warm_start"),
-             ("hpo.warm_start=0123456789abcdef0123456789abcdef", "hpo.warm_start")]
+             ("hpo.warm_start=0123456789abcdef0123456789abcdef", "hpo.warm_start"),
+             ("hpo.warm_start=me hpo.study_name=me", "hpo.warm_start")]
     for override, key in cases:
         with pytest.raises(ConfigError) as err:
-            build_spec(compose(*study_args(tmp_path, "hpo=asha", "search_space=glue_default", override)), [])
+            build_spec(compose(*study_args(tmp_path, "hpo=asha", "search_space=glue_default", *override.split())), [])
         assert err.value.key == key, override
     proc = subprocess.run([sys.executable, "run.py", *study_args(tmp_path, "hpo=tpe", "search_space=glue_default",
                                                                  "hpo.warm_start=no-such-study")],

@@ -325,6 +325,10 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
     if warm_ref is not None:
         from sagelab.hpo.warm_start import load
 
+        if warm_ref == name:
+            raise ConfigError("hpo.warm_start", f"names this study itself ({name}); a study resumes by running its "
+                              "command again, warm start is for seeding a new study from an earlier one.")
+
         warm_trials = load(warm_ref, study_dir.parent, str(cfg.logger.tracking_uri), space, objectives)
     latency = dict(OmegaConf.to_container(hpo.get("latency") or {}, resolve=True))
     for key in latency:
