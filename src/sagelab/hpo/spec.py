@@ -26,7 +26,7 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from sagelab.config import PROJECT_ROOT, ConfigError, group_options
-from sagelab.hpo.inherit import command_overrides, split_overrides
+from sagelab.hpo.inherit import command_overrides, split_overrides, trial_threads
 from sagelab.hpo.objectives import Objective, parse_objectives
 from sagelab.hpo.space import SearchSpace
 
@@ -317,19 +317,11 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         raise ConfigError("hpo.grace_s", f"({grace_s}) must exceed hpo.heartbeat_s ({heartbeat_s}), or live trials "
                           "would be taken for dead ones.")
     from sagelab.hpo.seeding import initial_points
+    from sagelab.hpo.warm_start import resolve
 
     defaults = space.defaults(cfg)
     points, default_config = initial_points(hpo, space, defaults)
-    warm_ref = str(hpo.get("warm_start")) if hpo.get("warm_start") not in (None, "") else None
-    warm_trials = []
-    if warm_ref is not None:
-        from sagelab.hpo.warm_start import load
-
-        if warm_ref == name:
-            raise ConfigError("hpo.warm_start", f"names this study itself ({name}); a study resumes by running its "
-                              "command again, warm start is for seeding a new study from an earlier one.")
-
-        warm_trials = load(warm_ref, study_dir.parent, str(cfg.logger.tracking_uri), space, objectives)
+    warm_ref, warm_trials = resolve(hpo, name, study_dir.parent, str(cfg.logger.tracking_uri), space, objectives)
     latency = dict(OmegaConf.to_container(hpo.get("latency") or {}, resolve=True))
     for key in latency:
         if key not in LATENCY_DEFAULTS:  # batch_size is gone: predict_step gets the whole first validation batch
@@ -396,23 +388,3 @@ def _storage(hpo: DictConfig, algorithm: str, backend: str) -> str | None:
     from sagelab.hpo.storage import check_url
 
     return check_url(str(url))
-
-
-def trial_threads(n_workers: int, base: Sequence[str], space: SearchSpace, backend: str = "") -> int | None:
-    """With several trials at once, each gets its share of the cores (``instance.threads``) so they do not fight
-    over them; None when one runs at a time or the command or the space sets ``instance.threads`` itself. On Ray a
-    trial gets the CPUs it asked Ray for, on whichever node it lands (not a share of this machine's cores)."""
-    from sagelab.hpo.inherit import override_key
-
-    if n_workers <= 1:
-        return None
-    if any(override_key(o) == "instance.threads" for o in base) or \
-            any(p.key == "instance.threads" for p in space.params.values()):
-        return None
-    if backend == "ray":
-        from sagelab.hpo.ray_study import CPUS_PER_TRIAL
-
-        return CPUS_PER_TRIAL
-    from sagelab.hardware import available_cores
-
-    return max(1, available_cores() // n_workers)

@@ -33,6 +33,19 @@ from sagelab.hpo.space import SearchSpace
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
+def resolve(hpo: Any, name: str, hpo_dir: Path, tracking_uri: str, space: SearchSpace,
+            objectives: list[Objective]) -> tuple[str | None, list[dict[str, Any]]]:
+    """(``hpo.warm_start``, its trials by :func:`load`) for the study ``name``; (None, []) when it is not set."""
+    ref = hpo.get("warm_start")
+    if ref in (None, ""):
+        return None, []
+    ref = str(ref)
+    if ref == name:
+        raise ConfigError("hpo.warm_start", f"names this study itself ({name}); a study resumes by running its "
+                          "command again, warm start is for seeding a new study from an earlier one.")
+    return ref, load(ref, hpo_dir, tracking_uri, space, objectives)
+
+
 def load(ref: str, hpo_dir: Path, tracking_uri: str, space: SearchSpace,
          objectives: list[Objective]) -> list[dict[str, Any]]:
     """The earlier study's usable trials, best first: ``{"trial_id", "config", "values"}``; ``values`` are the
