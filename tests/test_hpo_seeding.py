@@ -45,7 +45,7 @@ def test_the_default_configuration_is_trial_0(tmp_path, algorithm):
     assert configs[1] == {"lr": 1e-05, "batch_size": 16, "warmup_ratio": 0.1}  # the point; warmup from the default
     assert [c for c in configs.values()].count(default) == 1
     assert summary["default_trial"] == 0 and "error" in summary["default"]
-    assert summary["n_trials"] == 4
+    assert summary["n_trials"] == 4 and summary["session"]["new_trials"] == 4  # the enqueued ones count too
 
 
 def test_the_default_is_trial_0_of_a_shared_study_and_enqueued_once(tmp_path):

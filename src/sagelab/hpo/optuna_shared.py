@@ -345,8 +345,13 @@ def seed_shared(spec: StudySpec, study: Any) -> None:
 def wait_seeded(spec: StudySpec, study: Any) -> None:
     """Hold a worker until the claiming worker has seeded the study, so none asks for a trial first and the
     default configuration stays trial 0; a claimer that died before seeding is given up on after grace_s."""
+    from sagelab.hpo.seeding import SEED_INDEX
+
     if not (spec.points or spec.warm_trials):
         return
+    trials = study.get_trials(deepcopy=False)
+    if trials and not study.user_attrs.get(SEEDED) and not any(SEED_INDEX in t.user_attrs for t in trials):
+        return  # a study begun before studies were seeded: nobody will seed it
     deadline = time.monotonic() + spec.grace_s
     while not study.user_attrs.get(SEEDED):
         if time.monotonic() >= deadline:

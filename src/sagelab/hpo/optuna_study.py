@@ -132,6 +132,16 @@ def seed_study(spec: StudySpec, study: Any) -> None:
         ) for t in spec.warm_trials])
 
 
+def _taken(study: Any) -> int:
+    """Trials of this study that were asked for (enqueued ones still waiting and warm-start ones are not)."""
+    from optuna.trial import TrialState
+
+    from sagelab.hpo.seeding import ORIGIN
+
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state != TrialState.WAITING and t.user_attrs.get(ORIGIN) != "warm_start")
+
+
 def one_pop_at_a_time(study: Any) -> None:
     """Make taking an enqueued trial atomic among this process's ``n_workers`` threads.
 
@@ -237,7 +247,7 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
         return {**info, "gave_up": budget.too_many_failures(0)}
     deadline = None if budget.wall_left is None else time.monotonic() + budget.wall_left
     runner = _Trials(spec, deadline, Progress(spec, budget, records))
-    started = len(study.trials)
+    started = _taken(study)
 
     def after_trial(study: Any, frozen: Any) -> None:
         state.tick()
@@ -264,6 +274,6 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
         runner.kill_all()
         end_running(spec.dir, spec.keep_checkpoints, status="interrupted")
         state.tick()
-    info["new_trials"] = len(study.trials) - started
+    info["new_trials"] = _taken(study) - started
     info["gave_up"] = budget.too_many_failures(runner.failed)
     return info
