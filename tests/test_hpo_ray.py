@@ -52,6 +52,10 @@ def test_asha_study_on_a_two_node_cluster(tmp_path, ray_address):
         else:
             assert exit_info == {"returncode": 0}
     assert sorted(int(r["trial_id"]) for r in rows) == list(range(6))
+    # trial 0 is the default configuration (the searcher's first suggestion), and the summary measures against it
+    trial0 = json.loads((study_dir / "trials" / "0" / "trial.json").read_text())["config"]
+    assert trial0 == json.loads((study_dir / "spec.json").read_text())["default_config"]
+    assert summary["default_trial"] == 0
     # both nodes ran trials, and every trial says where
     assert len(set(node_ids(study_dir))) == 2 and None not in node_ids(study_dir)
     assert {r["node_id"] for r in rows} == set(node_ids(study_dir))

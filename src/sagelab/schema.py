@@ -47,6 +47,7 @@ class TrainerConfig:
     precision: str = checked("auto", one_of(*PRECISIONS))  # auto: bf16 where the hardware has it natively
     accumulate_grad_batches: int = checked(1, at_least_one)
     val_check_interval: Any = 1.0  # a fraction of an epoch (float) or a number of batches (int)
+    check_val_every_n_epoch: Optional[int] = 1  # null: an int val_check_interval counts batches across epochs
     log_every_n_steps: int = checked(10, at_least_one)
     gradient_clip_val: Optional[float] = checked(None, non_negative)
     deterministic: bool = False
@@ -217,6 +218,11 @@ class HpoConfig:
     base_overrides: Optional[list[str]] = None  # the study's own overrides, when not from Hydra's record
     backend: str = checked("auto", one_of("auto", "syne_tune", "optuna", "ray"))  # auto: the algorithm's library
     ray_address: Optional[str] = None  # hpo.backend=ray: <head>:6379 of a running cluster; null = a local Ray
+    evaluate_default: bool = True      # the composed config's own values are the study's first trial
+    points_to_evaluate: list[Any] = field(default_factory=list)  # known-good {param: value} points, after it
+    warm_start: Optional[str] = None   # an earlier study (name in hpo.dir, or its MLflow parent run id) to seed from
+    resource: str = checked("epochs", one_of("epochs", "steps"))  # what one round (ASHA's rung unit) is
+    round_steps: Optional[int] = checked(None, positive)  # resource=steps: optimizer steps per round
 
 
 @dataclass(kw_only=True)

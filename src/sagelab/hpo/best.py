@@ -81,7 +81,9 @@ def experiment_content(
             defaults.append({f"override /{param.key}": str(value)})
         else:
             _set(keys, param.key, value)
-    _set(keys, "trainer.max_epochs", int(spec.max_resource))
+    for override in spec.length_overrides():  # trainer.max_epochs, or the steps of hpo.resource=steps
+        key, value = override.split("=", 1)
+        _set(keys, key, None if value == "null" else int(value))
     return defaults, keys, skipped
 
 
@@ -92,8 +94,12 @@ def write_experiment(
     out_dir: Path,
     name: str | None = None,
     conf_dir: Path | None = None,
+    against: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write the experiment YAML of trial ``record`` (with its natural objective values) and return its path."""
+    """Write the experiment YAML of trial ``record`` (with its natural objective values) and return its path.
+
+    ``against``: the study summary's comparison with the default configuration
+    (:func:`sagelab.hpo.study.against_default`), stated in the header so the file says what it is worth."""
     from omegaconf import OmegaConf
 
     name = name or experiment_name(spec)
@@ -112,6 +118,10 @@ def write_experiment(
         f"#   {summary}",
         f"# Written by sagelab.hpo; reproduce with:  {reproduce_command(path)}",
     ]
+    if against and against.get("default"):
+        from sagelab.hpo.study import default_line
+
+        header.append(f"# {default_line({**against, 'objectives': list(objectives)})}")
     if skipped:
         header.append(f"# Not expressible here, left out: {' '.join(skipped)}")
     path.write_text("\n".join(header) + "\n" + OmegaConf.to_yaml(OmegaConf.create(body)))

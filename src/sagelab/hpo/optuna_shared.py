@@ -56,6 +56,10 @@ def claims(frozen: Any) -> bool:
     """Whether a trial holds a place in the budget."""
     from optuna.trial import TrialState
 
+    from sagelab.hpo.seeding import ORIGIN
+
+    if frozen.user_attrs.get(ORIGIN) == "warm_start":  # an earlier study's trial, added to seed the model
+        return False
     if frozen.state in (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED):
         return True
     return frozen.state == TrialState.FAIL and frozen.user_attrs.get(rdb.STATUS) in COUNTED
@@ -141,7 +145,7 @@ def _loop(spec: StudySpec, study: Any, storage: Any, runner: Any, progress: Any,
         if not now.waiting and spec.max_trials is not None and now.claimed >= spec.max_trials:
             time.sleep(poll)  # the budget is held by running trials: wait for them, or for their heartbeat
             continue
-        with warnings.catch_warnings():  # "heartbeat is meant for Study.optimize": here it beats below
+        with warnings.catch_warnings(), rdb.ask_lock(spec):  # "heartbeat is meant for Study.optimize": it beats below
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
             trial = study.ask()
         held["trial"] = trial.number
@@ -261,7 +265,8 @@ def run_shared(cfg: Any, spec: StudySpec) -> dict[str, Any]:
     except SQLAlchemyError as err:  # e.g. the server went away since open_storage
         raise _unreachable(spec, err) from None
     same_study(spec, study)
-    parent = join_parent(cfg, spec, store)
+    parent = join_parent(cfg, spec, store, on_claim=lambda: seed_shared(spec, study))
+    wait_seeded(spec, study)
     spec.parent_run_id = parent.run_id
     spec.save()
     parent.log_artifact(spec.spec_path)
@@ -325,8 +330,41 @@ def _unreachable(spec: StudySpec, err: Exception) -> Exception:
     return ConfigError("hpo.storage", f"cannot use {rdb.shown(spec.storage or '')}: {rdb._reason(err)}")
 
 
-def join_parent(cfg: Any, spec: StudySpec, store: Any) -> Any:
-    """The study's parent MLflow run: the claimed one, or this worker's candidate if its claim lands first."""
+SEEDED = "sagelab.seeded"  # study user attribute: the claiming worker has enqueued the study's first trials
+
+
+def seed_shared(spec: StudySpec, study: Any) -> None:
+    """Run by the one worker whose parent-run claim landed: the study's first trials (default configuration,
+    points, warm start; :func:`sagelab.hpo.optuna_study.seed_study`), then the mark the others wait for."""
+    from sagelab.hpo.optuna_study import seed_study
+
+    seed_study(spec, study)
+    study.set_user_attr(SEEDED, True)
+
+
+def wait_seeded(spec: StudySpec, study: Any) -> None:
+    """Hold a worker until the claiming worker has seeded the study, so none asks for a trial first and the
+    default configuration stays trial 0; a claimer that died before seeding is given up on after grace_s."""
+    from sagelab.hpo.seeding import SEED_INDEX
+
+    if not (spec.points or spec.warm_trials):
+        return
+    trials = study.get_trials(deepcopy=False)
+    if trials and not study.user_attrs.get(SEEDED) and not any(SEED_INDEX in t.user_attrs for t in trials):
+        return  # a study begun before studies were seeded: nobody will seed it
+    deadline = time.monotonic() + spec.grace_s
+    while not study.user_attrs.get(SEEDED):
+        if time.monotonic() >= deadline:
+            print(f"sagelab hpo: study {spec.name}'s first worker did not enqueue its first trials (default "
+                  f"configuration, points) within hpo.grace_s={spec.grace_s}; going on without them",
+                  file=sys.stderr)
+            return
+        time.sleep(0.2)
+
+
+def join_parent(cfg: Any, spec: StudySpec, store: Any, on_claim: Any = None) -> Any:
+    """The study's parent MLflow run: the claimed one, or this worker's candidate if its claim lands first
+    (then ``on_claim()`` runs: exactly one worker of a study ever runs it)."""
     from sagelab import tracking
 
     claimed = rdb.parent_of(store, spec.name)
@@ -337,6 +375,8 @@ def join_parent(cfg: Any, spec: StudySpec, store: Any) -> Any:
     candidate = tracking.RunRecord(cfg, None, is_global_zero=True, tags=tags)
     winner = rdb.claim_parent(store, spec.name, candidate.run_id)
     if winner == candidate.run_id:
+        if on_claim is not None:
+            on_claim()
         return candidate
     candidate.client.delete_run(candidate.run_id)  # lost the race: one parent per study
     return tracking.RunRecord(cfg, winner, is_global_zero=True, mark_resumed=False)

@@ -107,6 +107,58 @@ def requeue_lost(study: Any, storage: Any, lost: list[dict[str, Any]]) -> None:
             study.enqueue_trial(record["config"], user_attrs={"retry_of": int(record["trial_id"])})
 
 
+def seed_study(spec: StudySpec, study: Any) -> None:
+    """The study's first trials, once per study: enqueue :attr:`StudySpec.points` (the default configuration
+    first, so it is trial 0) and add the warm-start study's trials as finished ones (TPE models them; they are
+    not trials of this study: no folder, no budget, not in its results). Idempotent: each enqueued point is
+    marked with its index and warm trials with their origin, so a resumed study never adds one twice."""
+    import optuna
+
+    from sagelab.hpo.seeding import ORIGIN, SEED_INDEX
+
+    trials = study.get_trials(deepcopy=False)
+    seeded = {t.user_attrs.get(SEED_INDEX) for t in trials if SEED_INDEX in t.user_attrs}
+    for i, point in enumerate(spec.points):
+        if i not in seeded:
+            origin = "default" if i == 0 and spec.default_config is not None else "point"
+            study.enqueue_trial(dict(point), user_attrs={ORIGIN: origin, SEED_INDEX: i})
+    if spec.warm_trials and not any(t.user_attrs.get(ORIGIN) == "warm_start" for t in trials):
+        distributions = spec.search_space().optuna()
+        keys = [o.key for o in spec.objective_list()]
+        study.add_trials([optuna.trial.create_trial(
+            params=dict(t["config"]), distributions={n: distributions[n] for n in t["config"]},
+            values=[float(t["values"][k]) for k in keys],
+            user_attrs={ORIGIN: "warm_start", "sagelab.warm_from": f"{spec.warm_start}#{t['trial_id']}"},
+        ) for t in spec.warm_trials])
+
+
+def _taken(study: Any) -> int:
+    """Trials of this study that were asked for (enqueued ones still waiting and warm-start ones are not)."""
+    from optuna.trial import TrialState
+
+    from sagelab.hpo.seeding import ORIGIN
+
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state != TrialState.WAITING and t.user_attrs.get(ORIGIN) != "warm_start")
+
+
+def one_pop_at_a_time(study: Any) -> None:
+    """Make taking an enqueued trial atomic among this process's ``n_workers`` threads.
+
+    Optuna pops a WAITING trial by reading it, then setting it RUNNING if it still is WAITING; on SQLite the
+    row lock it asks for does not exist, so two threads asking at once both take the default configuration and
+    one fails telling it ("Cannot tell a COMPLETE trial"). A local study has one process (the session lock), so
+    a lock around the pop is enough."""
+    pop = study._pop_waiting_trial_id
+    lock = threading.Lock()
+
+    def locked_pop() -> int | None:
+        with lock:
+            return pop()
+
+    study._pop_waiting_trial_id = locked_pop
+
+
 class _Trials:
     """Runs trial processes and kills whatever is still running when the study stops."""
 
@@ -187,13 +239,15 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
     study, storage = open_study(spec, spec.seed + 1000 * session)
     lost = lost_trials(records)
     requeue_lost(study, storage, lost)
+    seed_study(spec, study)  # under the session lock: no other process seeds this study now
+    one_pop_at_a_time(study)
     info: dict[str, Any] = {"session": session, "interrupted_before": interrupted,
                             "rerun": [int(r["trial_id"]) for r in lost], "new_trials": 0}
     if budget.exhausted:
         return {**info, "gave_up": budget.too_many_failures(0)}
     deadline = None if budget.wall_left is None else time.monotonic() + budget.wall_left
     runner = _Trials(spec, deadline, Progress(spec, budget, records))
-    started = len(study.trials)
+    started = _taken(study)
 
     def after_trial(study: Any, frozen: Any) -> None:
         state.tick()
@@ -220,6 +274,6 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
         runner.kill_all()
         end_running(spec.dir, spec.keep_checkpoints, status="interrupted")
         state.tick()
-    info["new_trials"] = len(study.trials) - started
+    info["new_trials"] = _taken(study) - started
     info["gave_up"] = budget.too_many_failures(runner.failed)
     return info

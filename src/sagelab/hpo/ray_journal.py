@@ -36,11 +36,16 @@ class StudySearcher(Searcher):
     def __init__(self, spec: StudySpec, records: list[dict[str, Any]], first_id: int, lost: list[dict[str, Any]],
                  max_new: int | None) -> None:
         """``records``: the earlier sessions' trials; as many draws as they made are repeated and dropped, so
-        the study's random stream goes on where it stood instead of drawing the same configurations again."""
+        the study's random stream goes on where it stood instead of drawing the same configurations again.
+        The study's first configurations (:meth:`StudySpec.first_configs`: the default one first) are its first
+        suggestions; the ones earlier sessions already ran are not suggested again and drew nothing."""
         super().__init__()
         self.domains = spec.search_space().ray()
         self.rng = np.random.RandomState(spec.seed % 2**32)
-        for _ in range(sum(1 for r in records if r.get("retry_of") is None)):
+        made = sum(1 for r in records if r.get("retry_of") is None)
+        first = spec.first_configs()
+        self.points = first[made:]
+        for _ in range(max(0, made - len(first))):
             self._draw()
         self.queue = [(dict(r["config"]), int(r["trial_id"])) for r in lost if r.get("config")]
         self.next_id, self.started, self.max_new = first_id, 0, max_new
@@ -56,6 +61,8 @@ class StudySearcher(Searcher):
             return Searcher.FINISHED
         if self.queue:
             config, retry_of = self.queue.pop(0)
+        elif self.points:
+            config, retry_of = self.points.pop(0), None
         else:
             config, retry_of = self._draw(), None
         config.update({TRIAL_KEY: self.next_id, RETRY_KEY: retry_of})

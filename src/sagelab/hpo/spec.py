@@ -26,7 +26,7 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from sagelab.config import PROJECT_ROOT, ConfigError, group_options
-from sagelab.hpo.inherit import command_overrides, split_overrides
+from sagelab.hpo.inherit import command_overrides, split_overrides, trial_threads
 from sagelab.hpo.objectives import Objective, parse_objectives
 from sagelab.hpo.space import SearchSpace
 
@@ -89,6 +89,15 @@ class StudySpec:
     grace_s: int = 30            # ...and a trial whose beat is older is failed and run again by another worker
     trial_threads: int | None = None  # instance.threads of each trial (n_workers > 1: the cores split over them)
     study_overrides: list[str] = field(default_factory=list)  # the command's own overrides (worker processes)
+    # the study's first trials (sagelab.hpo.seeding): the default configuration (None: not evaluated), then
+    # hpo.points_to_evaluate; warm_trials: hpo.warm_start's earlier trials, best first
+    points: list[dict[str, Any]] = field(default_factory=list)
+    default_config: dict[str, Any] | None = None
+    warm_start: str | None = None
+    warm_trials: list[dict[str, Any]] = field(default_factory=list)
+    resource: str = "epochs"  # a round is an epoch, or (steps) round_steps optimizer steps
+    round_steps: int | None = None
+    accumulate: int = 1  # trainer.accumulate_grad_batches: batches per optimizer step
 
     # -- derived ------------------------------------------------------------------
     @property
@@ -117,6 +126,26 @@ class StudySpec:
     def multi_fidelity(self) -> bool:
         return ALGORITHMS[self.algorithm][2] and not (self.algorithm == "tpe" and len(self.objectives) > 1)
 
+    def length_overrides(self) -> list[str]:
+        """How long a trial trains and how often it reports: ``max_resource`` epochs, or (``hpo.resource=steps``)
+        ``max_resource`` rounds of ``round_steps`` optimizer steps, validated every round across epoch ends
+        (``max_epochs`` is then only an upper bound that ``max_steps`` reaches first)."""
+        if self.resource != "steps":
+            return [f"trainer.max_epochs={self.max_resource}"]
+        steps = self.max_resource * int(self.round_steps or 1)
+        return [f"trainer.max_steps={steps}", f"trainer.max_epochs={steps * self.accumulate}",
+                f"trainer.val_check_interval={int(self.round_steps or 1) * self.accumulate}",
+                "trainer.check_val_every_n_epoch=null"]
+
+    def first_configs(self) -> list[dict[str, Any]]:
+        """What a study without a model of earlier trials (Syne Tune, Ray) runs first, in order: the default,
+        the given points, then the best few configurations of the warm-start study."""
+        from sagelab.hpo.seeding import warm_k, warm_points
+
+        extra = warm_points(self.warm_trials, warm_k(self.max_trials), self.points, self.defaults,
+                            self.search_space())
+        return [dict(p) for p in [*self.points, *extra]]
+
     def trial_dir(self, trial_id: int | str) -> Path:
         return self.dir / "trials" / str(trial_id)
 
@@ -128,7 +157,7 @@ class StudySpec:
             *self.base_overrides,
             *self.search_space().overrides(config),
             *self.trial_overrides,
-            f"trainer.max_epochs={self.max_resource}",
+            *self.length_overrides(),
             "hpo=none",
             "search_space=none",
             f"checkpoint.dir={tdir / 'checkpoints'}",
@@ -249,8 +278,17 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
     seed = hpo.get("seed")
     seed = int(cfg.seed if seed is None else seed)
 
+    resource, round_steps = str(hpo.get("resource") or "epochs"), _opt_number(hpo, "round_steps", int)
+    if resource == "steps" and round_steps is None:
+        raise ConfigError("hpo.round_steps", "is needed with hpo.resource=steps: the optimizer steps in one round "
+                          "(one report, one rung unit), e.g. hpo.round_steps=50.")
+    if resource != "steps" and round_steps is not None:
+        raise ConfigError("hpo.round_steps", f"only applies to hpo.resource=steps (this study's resource is "
+                          f"{resource}).")
     raw = list(overrides) if overrides is not None else command_overrides(cfg)
-    base, dropped = split_overrides(raw, space)
+    from sagelab.hpo.inherit import STEP_KEYS, STUDY_KEYS
+
+    base, dropped = split_overrides(raw, space, STUDY_KEYS + (STEP_KEYS if resource == "steps" else ()))
     if dropped:
         print(f"sagelab hpo: the study sets these itself, ignoring {' '.join(dropped)}", file=sys.stderr)
     trial_overrides = [str(o) for o in (hpo.get("trial_overrides") or DEFAULT_TRIAL_OVERRIDES)]
@@ -266,6 +304,8 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         "reduction": reduction,
         "seed": seed,
     }
+    if resource == "steps":  # (left out for epochs, so the names of existing studies do not change)
+        identity["resource"] = [resource, round_steps]
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
     name = str(hpo.get("study_name") or f"{algorithm}-{cfg.task.name}-{space.name}-{digest}")
     study_dir = study_folder(Path(str(hpo.get("dir") or PROJECT_ROOT / "mlruns" / "hpo")), name)
@@ -276,6 +316,12 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
     if grace_s <= heartbeat_s:
         raise ConfigError("hpo.grace_s", f"({grace_s}) must exceed hpo.heartbeat_s ({heartbeat_s}), or live trials "
                           "would be taken for dead ones.")
+    from sagelab.hpo.seeding import initial_points
+    from sagelab.hpo.warm_start import resolve
+
+    defaults = space.defaults(cfg)
+    points, default_config = initial_points(hpo, space, defaults)
+    warm_ref, warm_trials = resolve(hpo, name, study_dir.parent, str(cfg.logger.tracking_uri), space, objectives)
     latency = dict(OmegaConf.to_container(hpo.get("latency") or {}, resolve=True))
     for key in latency:
         if key not in LATENCY_DEFAULTS:  # batch_size is gone: predict_step gets the whole first validation batch
@@ -292,7 +338,7 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         task_metric=str(OmegaConf.select(cfg, "task.metric", default="") or ""),
         task_mode=str(OmegaConf.select(cfg, "task.metric_mode", default="max") or "max"),
         space=space.to_dict(),
-        defaults=space.defaults(cfg),
+        defaults=defaults,
         base_overrides=base,
         trial_overrides=trial_overrides,
         command=command,
@@ -319,6 +365,13 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         grace_s=grace_s,
         trial_threads=trial_threads(n_workers, base, space, backend),
         study_overrides=[str(o) for o in raw],
+        points=points,
+        default_config=default_config,
+        warm_start=warm_ref,
+        warm_trials=warm_trials,
+        resource=resource,
+        round_steps=round_steps,
+        accumulate=int(OmegaConf.select(cfg, "trainer.accumulate_grad_batches", default=1) or 1),
     )
 
 
@@ -335,23 +388,3 @@ def _storage(hpo: DictConfig, algorithm: str, backend: str) -> str | None:
     from sagelab.hpo.storage import check_url
 
     return check_url(str(url))
-
-
-def trial_threads(n_workers: int, base: Sequence[str], space: SearchSpace, backend: str = "") -> int | None:
-    """With several trials at once, each gets its share of the cores (``instance.threads``) so they do not fight
-    over them; None when one runs at a time or the command or the space sets ``instance.threads`` itself. On Ray a
-    trial gets the CPUs it asked Ray for, on whichever node it lands (not a share of this machine's cores)."""
-    from sagelab.hpo.inherit import override_key
-
-    if n_workers <= 1:
-        return None
-    if any(override_key(o) == "instance.threads" for o in base) or \
-            any(p.key == "instance.threads" for p in space.params.values()):
-        return None
-    if backend == "ray":
-        from sagelab.hpo.ray_study import CPUS_PER_TRIAL
-
-        return CPUS_PER_TRIAL
-    from sagelab.hardware import available_cores
-
-    return max(1, available_cores() // n_workers)

@@ -166,6 +166,8 @@ def status_of(frozen: Any) -> str | None:
     from optuna.trial import TrialState
 
     status = frozen.user_attrs.get(STATUS)
+    if frozen.user_attrs.get("sagelab.origin") == "warm_start":  # an earlier study's trial (hpo.warm_start)
+        return None
     if frozen.state == TrialState.COMPLETE:
         return "completed"
     if frozen.state == TrialState.PRUNED:
@@ -189,3 +191,16 @@ def records(study: Any) -> list[dict[str, Any]]:
                     "started": frozen.user_attrs.get(STARTED), "worker": frozen.user_attrs.get(WORKER),
                     "retry_of": retried[-1] if retried else None, "result": frozen.user_attrs.get(RESULT)})
     return out
+
+
+def ask_lock(spec: Any) -> Any:
+    """On SQLite, asking is serialised among this machine's workers (a file lock in the study folder): Optuna
+    takes an enqueued trial (the default configuration, a retry) by read-then-set-RUNNING, which only a server
+    database's row lock makes atomic; SQLite workers share one machine, hence one folder."""
+    from contextlib import nullcontext
+
+    if not (spec.storage or "").startswith("sqlite"):
+        return nullcontext()
+    from filelock import FileLock
+
+    return FileLock(str(spec.dir / "ask.lock"))

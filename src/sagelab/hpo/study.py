@@ -188,9 +188,11 @@ def finalize(spec: StudySpec, parent: Any | None = None, records: list[dict[str,
         record = {"trial_id": int(best["trial_id"]),
                   "config": {k[len("config."):]: plain(best[k]) for k in best.index if k.startswith("config.")}}
         values = {n: float(best[n]) for n in names}
-        path = write_experiment(spec, record, values, Path(spec.experiment_dir))
         summary.update(best_trial=record["trial_id"], best=values, best_config=record["config"],
-                       best_experiment=str(path), best_full_fidelity=bool(best["full_fidelity"]))
+                       best_full_fidelity=bool(best["full_fidelity"]))
+        summary.update(against_default(spec, scored, record["trial_id"], values))
+        path = write_experiment(spec, record, values, Path(spec.experiment_dir), against=summary)
+        summary["best_experiment"] = str(path)
     table.to_csv(out / "trials.csv", index=False)
     from sagelab.hpo.records import write_json
 
@@ -198,6 +200,29 @@ def finalize(spec: StudySpec, parent: Any | None = None, records: list[dict[str,
     if parent is not None:
         _log_parent(spec, parent, summary, table)
     return summary
+
+
+def against_default(spec: StudySpec, scored: Any, best_trial: int, best: dict[str, float]) -> dict[str, Any]:
+    """The default configuration's trial (the first scored one whose config is the default) and how much better
+    the best trial is on the first objective: ``improvement`` = relative gain over the default's value,
+    positive = better for min and max objectives alike (None when the default scored exactly 0)."""
+    from sagelab.hpo.seeding import is_default
+
+    if spec.default_config is None or not len(scored):
+        return {}
+    params = [c for c in scored.columns if c.startswith("config.")]
+    rows = [i for i, row in scored.sort_values("trial_id").iterrows()
+            if is_default({c[len("config."):]: row[c] for c in params}, spec.default_config)]
+    if not rows:
+        return {}
+    row = scored.loc[rows[0]]
+    first = spec.objective_list()[0]
+    default = {o.name: float(row[o.name]) for o in spec.objective_list()}
+    gain = first.minimised(default[first.name]) - first.minimised(best[first.name])
+    base = abs(default[first.name])
+    return {"default_trial": int(row["trial_id"]), "default": default,
+            "default_full_fidelity": bool(row["full_fidelity"]), "best_is_default": int(row["trial_id"]) == best_trial,
+            "improvement": gain / base if base > 0 else None}
 
 
 def _best_row(scored: Any, objectives: list, spec: StudySpec) -> Any:
@@ -211,6 +236,9 @@ def _best_row(scored: Any, objectives: list, spec: StudySpec) -> Any:
 def _log_parent(spec: StudySpec, parent: Any, summary: dict[str, Any], table: Any) -> None:
     metrics = {k: float(v) for k, v in summary.items() if k.startswith("n_") or k in ("hypervolume", "pareto_size")}
     metrics.update({f"best_{k.replace('/', '_')}": v for k, v in (summary.get("best") or {}).items()})
+    metrics.update({f"default_{k.replace('/', '_')}": v for k, v in (summary.get("default") or {}).items()})
+    if summary.get("improvement") is not None:
+        metrics["improvement_over_default"] = float(summary["improvement"])
     parent.log_metrics(metrics)
     parent.log_artifact(spec.results_dir, "hpo")
     if summary.get("best_experiment"):
@@ -243,7 +271,22 @@ def _print_summary(spec: StudySpec, summary: dict[str, Any]) -> None:
     if "best" in summary:
         best = ", ".join(f"{k}={v:.4g}" for k, v in summary["best"].items())
         print(f"  best trial {summary['best_trial']}: {best}")
+        if "default" in summary:
+            print(f"  {default_line(summary)}")
         from sagelab.hpo.best import reproduce_command
 
         print(f"  reproduce: {reproduce_command(Path(summary['best_experiment']))}")
     print(f"  results: {spec.results_dir}")
+
+
+def default_line(summary: dict[str, Any]) -> str:
+    """One line: the default configuration's score and what the study gained over it."""
+    first = summary["objectives"][0]
+    score = f"trial {summary['default_trial']}: {first}={summary['default'][first]:.4g}"
+    if not summary["default_full_fidelity"]:
+        score += ", stopped early"
+    if summary["best_is_default"]:
+        return f"no trial beat the default ({score}); the best configuration is the default one"
+    if summary.get("improvement") is None:
+        return f"default ({score}); the best trial is better on {first}"
+    return f"default ({score}); the best trial is {100 * summary['improvement']:.1f}% better on {first}"

@@ -20,6 +20,7 @@ only what is left of the budget.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -43,30 +44,53 @@ from sagelab.hpo.trial_entry import SPEC_ENV
 
 
 def make_scheduler(spec: StudySpec, seed: int) -> Any:
-    """The Syne Tune scheduler of ``spec.algorithm`` over the minimised objective keys."""
+    """The Syne Tune scheduler of ``spec.algorithm`` over the minimised objective keys.
+
+    Its ``points_to_evaluate`` are :meth:`StudySpec.first_configs` (the default configuration first): a
+    searcher hands them out before it samples, so a resumed session's replay consumes them as the first
+    session's Tuner did. MO-ASHA takes no such argument; :func:`_moasha` gives it the same behaviour."""
     from syne_tune.optimizer import baselines
-    from syne_tune.optimizer.schedulers.multiobjective.moasha import MOASHA
 
     space = spec.search_space().syne_tune()
     keys = [o.key for o in spec.objective_list()]
+    points = spec.first_configs()
     fidelity = dict(time_attr=EPOCH_KEY, max_t=spec.max_resource, grace_period=spec.grace_period,
                     reduction_factor=spec.reduction_factor)
     if spec.algorithm == "asha":
-        return baselines.ASHA(space, metric=keys[0], do_minimize=True, random_seed=seed, **fidelity)
+        # the ASHA baseline hands its points to the searcher twice over and Syne Tune warns that it uses one
+        logging.getLogger("syne_tune.optimizer.schedulers.searchers.last_value_multi_fidelity_searcher") \
+            .setLevel(logging.ERROR)
+        return baselines.ASHA(space, metric=keys[0], do_minimize=True, random_seed=seed,
+                              points_to_evaluate=points, **fidelity)
     if spec.algorithm == "moasha":
-        return MOASHA(space, metrics=keys, do_minimize=True, random_seed=seed, **fidelity)
+        return _moasha(points)(space, metrics=keys, do_minimize=True, random_seed=seed, **fidelity)
     if spec.algorithm == "random":
         if len(keys) == 1:
-            return baselines.RandomSearch(space, metrics=keys, do_minimize=True, random_seed=seed)
+            return baselines.RandomSearch(space, metrics=keys, do_minimize=True, random_seed=seed,
+                                          points_to_evaluate=points)
         # Syne Tune's RandomSearch baseline takes one metric; its multi-objective searcher does the same sampling
         from syne_tune.optimizer.schedulers.searchers.random_searcher import MultiObjectiveRandomSearcher
         from syne_tune.optimizer.schedulers.single_fidelity_scheduler import SingleFidelityScheduler
 
-        searcher = MultiObjectiveRandomSearcher(config_space=space, random_seed=seed)
+        searcher = MultiObjectiveRandomSearcher(config_space=space, random_seed=seed, points_to_evaluate=points)
         return SingleFidelityScheduler(space, metrics=keys, do_minimize=True, searcher=searcher, random_seed=seed)
     if spec.algorithm == "bo":
-        return baselines.BORE(space, metric=keys[0], do_minimize=True, random_seed=seed)
+        return baselines.BORE(space, metric=keys[0], do_minimize=True, random_seed=seed, points_to_evaluate=points)
     raise ValueError(f"not a Syne Tune algorithm: {spec.algorithm}")
+
+
+def _moasha(points: list[dict[str, Any]]) -> Any:
+    """MO-ASHA suggesting ``points`` (in order) before it samples, as Syne Tune's searchers do."""
+    from syne_tune.optimizer.scheduler import TrialSuggestion
+    from syne_tune.optimizer.schedulers.multiobjective.moasha import MOASHA
+
+    class SeededMOASHA(MOASHA):
+        def suggest(self) -> Any:
+            if points:
+                return TrialSuggestion.start_suggestion(points.pop(0))
+            return super().suggest()
+
+    return SeededMOASHA
 
 
 def _study_backend(entry_point: str, first_id: int) -> Any:

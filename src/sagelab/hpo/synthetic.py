@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     threads = instance.get("threads", 1)
     threads = 2.0 if threads == "auto" else float(threads)  # a profile's nominal size, not this machine's
     epochs = int(args.get("trainer.max_epochs", 1))
+    if "trainer.max_steps" in args:  # hpo.resource=steps: a round every val_check_interval batches
+        epochs = int(args["trainer.max_steps"]) * int(args.get("trainer.accumulate_grad_batches", 1)) \
+            // int(args["trainer.val_check_interval"])
     batch_size = int(args.get("optim.batch_size", 32))
     reporter = TrialReporter(args["callbacks.hpo.spec"], trial, instance["price_per_hour"])
     run = MlflowRun(reporter, args) if args.get("synthetic.mlflow") else None
