@@ -1,6 +1,7 @@
 """``mode=diagnose``: thresholds, bands and calibration on scores small enough to check by hand; a planted
-leak found from the data alone; a regression refused in one line; and a whole tiny run's report and MLflow
-artifacts. (The figures on the main job's model are in README's "Diagnose a classifier before deployment".)
+leak found from the data alone; a regression refused in one line; a whole tiny run's report and MLflow
+artifacts; and permutation importance ranking first the node property a graph's links follow. (The figures
+on the main job's model are in README's "Diagnose a classifier before deployment".)
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 A task opts in through the contract (:meth:`sagelab.tasks.base.Task.diagnose_inputs`): it scores its
 evaluation set and hands back a :class:`DiagnoseInputs` -- scores, labels, texts, its training texts for the
-data checks, and optionally a way to attribute a score to tokens. Everything else is here and knows no task:
+data checks, optionally a way to attribute a score to tokens, and optionally the names of its input features
+with a way to rescore the evaluation set with one of them shuffled (permutation importance). Everything else
+is here and knows no task:
 
 * :mod:`.metrics` -- AUC with a bootstrap interval, thresholds (``diagnose.target_tpr``, ``diagnose.max_fpr``,
   fixed values) with TPR / FPR / precision and counts per 100,000 events, outcome bands, calibration (ECE);

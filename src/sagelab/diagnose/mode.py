@@ -94,7 +94,8 @@ def run_diagnose(context: TaskContext, task_name: str, scored: Callable[[], Diag
               "score_quantiles": dict(zip(("p01", "p10", "p50", "p90", "p99"),
                                           np.quantile(s, [0.01, 0.1, 0.5, 0.9, 0.99]).tolist())),
               "middle_share": float(np.mean((s >= float(cfg.middle[0])) & (s <= float(cfg.middle[1])))),
-              "warnings": warnings, "data": data, "attribution": attribution, "importance": importance, "config": _config(cfg),
+              "warnings": warnings, "data": data, "attribution": attribution, "importance": importance,
+              "config": _config(cfg),
               "timings_s": timings, "files": files}
     report.write_json(result, out / "report.json")
     report.write_html(result, paths, out / "report.html")

@@ -1,6 +1,6 @@
 """The diagnosis as a person reads it: ``report.json`` (everything, machine-readable), ``report.html`` (one
-self-contained page: warnings first, then thresholds, bands, figures, data checks, words, feature importance) and a short summary
-on stdout."""
+self-contained page: warnings first, then thresholds, bands, figures, data checks, words, feature importance)
+and a short summary on stdout."""
 
 from __future__ import annotations
 
@@ -161,7 +161,8 @@ def summary(report: Mapping[str, Any]) -> str:
                      f"(cosine >= {near['threshold']:g}, {near['compared_train']:,} training texts{closest})")
     importance = report.get("importance")
     if importance:
-        ranked = ", ".join(f"{r['feature']} {r['mean_drop']:+.4f} ± {r['std_drop']:.4f}" for r in importance["rows"][:10])
+        ranked = ", ".join(f"{r['feature']} {r['mean_drop']:+.4f} ± {r['std_drop']:.4f}"
+                           for r in importance["rows"][:10])
         more = f" (+{len(importance['rows']) - 10} more)" if len(importance["rows"]) > 10 else ""
         lines.append(f"  importance (AUC drop when shuffled, {importance['repeats']} repeats): {ranked}{more}")
     lines += [f"  WARNING {w['kind']}: {w['message']}" for w in report["warnings"]] or ["  no warnings"]
