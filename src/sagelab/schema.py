@@ -147,6 +147,7 @@ class DiagnoseConfig:
     attribution_examples: int = checked(100, non_negative)
     attribution_steps: int = checked(16, positive)
     attribution_shown: int = checked(8, non_negative)
+    permutation_repeats: int = checked(5, non_negative)
 
 
 @dataclass(kw_only=True)

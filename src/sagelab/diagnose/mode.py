@@ -66,12 +66,21 @@ def run_diagnose(context: TaskContext, task_name: str, scored: Callable[[], Diag
     attribution = _attribution(inputs, y, s, cfg) if inputs.attribute and int(cfg.attribution_examples) else None
     if attribution:
         lap("attribution")
+    importance = None
+    if inputs.permuted is not None and len(inputs.features) and int(cfg.permutation_repeats):
+        from sagelab.diagnose.importance import permutation_importance
+
+        importance = permutation_importance(y, auc["auc"], list(inputs.features), inputs.permuted,
+                                            int(cfg.permutation_repeats), int(cfg.bootstrap_seed))
+        lap("importance")
 
     figures = {"score_histogram": plots.score_histogram(y, s, table, inputs.positive),
                "roc": plots.roc(curves, auc, table), "precision_recall": plots.precision_recall(curves, table),
                "reliability": plots.reliability(calibration), "bands": plots.bands(band_rows)}
     if attribution:
         figures["attribution"] = plots.attributions(attribution["top"])
+    if importance:
+        figures["importance"] = plots.importance(importance)
     paths = {}
     for name, fig in figures.items():
         paths[name] = out / f"{name}.png"
@@ -85,7 +94,8 @@ def run_diagnose(context: TaskContext, task_name: str, scored: Callable[[], Diag
               "score_quantiles": dict(zip(("p01", "p10", "p50", "p90", "p99"),
                                           np.quantile(s, [0.01, 0.1, 0.5, 0.9, 0.99]).tolist())),
               "middle_share": float(np.mean((s >= float(cfg.middle[0])) & (s <= float(cfg.middle[1])))),
-              "warnings": warnings, "data": data, "attribution": attribution, "config": _config(cfg),
+              "warnings": warnings, "data": data, "attribution": attribution, "importance": importance,
+              "config": _config(cfg),
               "timings_s": timings, "files": files}
     report.write_json(result, out / "report.json")
     report.write_html(result, paths, out / "report.html")
@@ -136,4 +146,13 @@ def _metrics(result: dict[str, Any]) -> dict[str, float]:
     if result["data"]:
         values["diagnose/exact_duplicates"] = float(len(result["data"]["exact_duplicates"]))
         values["diagnose/near_duplicates"] = float(len(result["data"]["near_duplicates"]["pairs"]))
+    for row in (result["importance"] or {}).get("rows", []):
+        values[f"diagnose/importance/{_metric_name(row['feature'])}"] = row["mean_drop"]
     return {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+
+
+def _metric_name(feature: str) -> str:
+    """A feature name as MLflow accepts it in a metric key (letters, digits, ``_-. /``)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_\-. ]", "_", feature) or "_"

@@ -96,6 +96,20 @@ def attributions(top: Mapping[str, Sequence[Mapping[str, Any]]]) -> Any:
     return fig
 
 
+def importance(result: Mapping[str, Any]) -> Any:
+    """Permutation importance: mean AUC drop per feature with its standard deviation, largest on top."""
+    rows = list(result["rows"])[::-1]
+    fig, ax = plt.subplots(figsize=(6, max(2.5, 0.32 * len(rows) + 1)))
+    means = [r["mean_drop"] for r in rows]
+    ax.barh([r["feature"] for r in rows], means, xerr=[r["std_drop"] for r in rows], capsize=3,
+            color=[COLORS[1] if m > 0 else COLORS[0] for m in means])
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set(xlabel=f"AUC drop when shuffled (mean ± std over {result['repeats']} permutations)",
+           title=f"Permutation importance (AUC {result['baseline_auc']:.4f} unshuffled)")
+    fig.tight_layout()
+    return fig
+
+
 def save(fig: Any, path: Any) -> None:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)

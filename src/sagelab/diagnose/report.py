@@ -1,6 +1,6 @@
 """The diagnosis as a person reads it: ``report.json`` (everything, machine-readable), ``report.html`` (one
-self-contained page: warnings first, then thresholds, bands, figures, data checks, words) and a short summary
-on stdout."""
+self-contained page: warnings first, then thresholds, bands, figures, data checks, words, feature importance)
+and a short summary on stdout."""
 
 from __future__ import annotations
 
@@ -86,6 +86,7 @@ def write_html(report: Mapping[str, Any], figures: Mapping[str, Path], path: Pat
         parts.append(f'<img alt="{name}" src="data:image/png;base64,{data}">')
     parts.append(_data_section(report["data"]) if report.get("data") else "")
     parts.append(_attribution_section(report["attribution"]) if report.get("attribution") else "")
+    parts.append(_importance_section(report["importance"]) if report.get("importance") else "")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
              "margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 7px;font-size:13px}img{max-width:540px;"
              "margin:4px}.warn{background:#fde2e1;border-left:4px solid #c44e52;padding:6px;margin:4px 0}")
@@ -134,6 +135,16 @@ def _attribution_section(attribution: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def _importance_section(importance: Mapping[str, Any]) -> str:
+    return "".join([
+        f"<h2>Feature importance (permutation, {importance['repeats']} shuffles each, seed {importance['seed']})</h2>",
+        f"<p>AUC lost when one feature is shuffled across the inputs, from {importance['baseline_auc']:.4f}; "
+        "near zero: the model does not use it (or a correlated feature stands in for it).</p>",
+        _table(["feature", "mean AUC drop", "std", "AUC when shuffled"],
+               [(r["feature"], _num(r["mean_drop"]), _num(r["std_drop"]),
+                 ", ".join(f"{a:.4f}" for a in r["aucs"])) for r in importance["rows"]])])
+
+
 def summary(report: Mapping[str, Any]) -> str:
     """The few lines a person reads in the terminal."""
     auc = report["auc"]
@@ -148,6 +159,12 @@ def summary(report: Mapping[str, Any]) -> str:
         closest = f"; closest other pair cosine {near['closest'][0]['cosine']:.3f}" if near["closest"] else ""
         lines.append(f"  duplicates train/eval: {len(data['exact_duplicates'])} exact, {len(near['pairs'])} near "
                      f"(cosine >= {near['threshold']:g}, {near['compared_train']:,} training texts{closest})")
+    importance = report.get("importance")
+    if importance:
+        ranked = ", ".join(f"{r['feature']} {r['mean_drop']:+.4f} ± {r['std_drop']:.4f}"
+                           for r in importance["rows"][:10])
+        more = f" (+{len(importance['rows']) - 10} more)" if len(importance["rows"]) > 10 else ""
+        lines.append(f"  importance (AUC drop when shuffled, {importance['repeats']} repeats): {ranked}{more}")
     lines += [f"  WARNING {w['kind']}: {w['message']}" for w in report["warnings"]] or ["  no warnings"]
     lines.append(f"  report: {report['files']['html']}")
     return "\n".join(lines)

@@ -106,10 +106,14 @@ class LinkPredictionModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         return loss
 
-    def embeddings(self, data: PreparedGraph) -> torch.Tensor:
-        """Every node's embedding over the training graph (eval mode, fp32)."""
+    def embeddings(self, data: PreparedGraph, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Every node's embedding over the training graph (eval mode, fp32); ``x`` replaces the node features
+        ``data.x`` (same shape), e.g. with one property shuffled for permutation importance."""
+        graph, features = self._graph(data)
+        if x is not None:
+            features = x.to(features.device)
         with torch.autocast(device_type=self.device.type, enabled=False):
-            return embed(self.model, *self._graph(data))
+            return embed(self.model, graph, features)
 
     def validation_step(self, batch: Payload, batch_idx: int) -> None:
         from lightning.pytorch.trainer.states import TrainerFn
