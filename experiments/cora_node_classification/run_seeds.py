@@ -11,7 +11,6 @@ the runner prints at the end of each command; the CPU is printed first, since ti
 from __future__ import annotations
 
 import argparse
-import platform
 import re
 import statistics
 import subprocess
@@ -22,16 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ("test/accuracy", "test/macro_f1", "val/accuracy", "train_time_s", "wall_time_s")
 ROW = re.compile(r"^\s+(\S+)\s+(-?[0-9.]+(?:e-?\d+)?)\s*$")
+sys.path.insert(0, str(ROOT / "src"))
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from sagelab.hardware import cpu_model  # noqa: E402
 
 
 def run_one(overrides: list[str], seed: int) -> dict[str, float]:
@@ -53,7 +45,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("overrides", nargs="*", help="config overrides passed to run.py (after --)")
     args = parser.parse_args()
-    print(f"CPU: {cpu_name()}; overrides: {' '.join(args.overrides)}")
+    print(f"CPU: {cpu_model()}; overrides: {' '.join(args.overrides)}")
     started = time.monotonic()
     results = [run_one(args.overrides, seed) for seed in args.seeds]
     for key in (*KEYS, "command_s"):

@@ -33,7 +33,7 @@ from typing import Any
 
 from sagelab.config import ConfigError
 from sagelab.hpo.progress import Progress
-from sagelab.hpo.records import StudyState, end_running, lost_trials, open_session
+from sagelab.hpo.records import StudyState, end_session_trials, lost_trials, open_session
 from sagelab.hpo.spec import StudySpec
 
 CPUS_PER_TRIAL = 1  # what each trial asks Ray for: a node with N CPUs runs up to N trials at once
@@ -144,11 +144,7 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
             aborted = False
         finally:
             state.tick()
-            # as with Syne Tune: trials cut short by an interrupt or by giving up run again on resume
-            if aborted or journal.gave_up():
-                end_running(spec.dir, spec.keep_checkpoints, status="interrupted")
-            else:
-                end_running(spec.dir, spec.keep_checkpoints, status="stopped", reason="budget")
+            end_session_trials(spec, cut_short=aborted or journal.gave_up())
         info.update(new_trials=journal.new_trials, gave_up=journal.gave_up(),
                     nodes=sorted({r.get("node_id") for r in _session_records(spec, session)} - {None}))
     finally:

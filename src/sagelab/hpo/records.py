@@ -104,6 +104,14 @@ def end_running(study_dir: Path, keep_checkpoints: bool, **fields: Any) -> list[
     return ids
 
 
+def end_session_trials(spec: StudySpec, cut_short: bool) -> list[int]:
+    """At the end of a session, the trials still running: cut short by an interrupt or by giving up, they are
+    "interrupted" and the next session runs them again; ended by the budget, they were "stopped"."""
+    if cut_short:
+        return end_running(spec.dir, spec.keep_checkpoints, status="interrupted")
+    return end_running(spec.dir, spec.keep_checkpoints, status="stopped", reason="budget")
+
+
 def lost_trials(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Interrupted trials that no later trial has run again (``retry_of``): what a new session runs first."""
     retried = {int(r["retry_of"]) for r in records if r.get("retry_of") is not None}

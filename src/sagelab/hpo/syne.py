@@ -31,7 +31,7 @@ from sagelab.hpo.progress import Progress
 from sagelab.hpo.records import (
     Budget,
     StudyState,
-    end_running,
+    end_session_trials,
     open_session,
     read_json,
     tail,
@@ -225,12 +225,7 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
             aborted = False
         finally:
             state.tick()
-            # trials cut short by an interrupt or by giving up are run again by the next session; those the
-            # Tuner killed at the end of the budget were stopped
-            if aborted or scheduler.give_up():
-                end_running(spec.dir, spec.keep_checkpoints, status="interrupted")
-            else:
-                end_running(spec.dir, spec.keep_checkpoints, status="stopped", reason="budget")
+            end_session_trials(spec, cut_short=aborted or scheduler.give_up())  # the Tuner's kills at the budget
         info["new_trials"] = len(backend.trial_ids)
         info["gave_up"] = scheduler.give_up()
     finally:
