@@ -88,7 +88,7 @@ def test_random_search_with_three_objectives_on_the_cluster(tmp_path, ray_addres
     _, parent, children = child_runs(tmp_path)
     trials = read_csv(Path(summary["study_dir"]) / "results" / "trials.csv")
     assert parent.info.status == "FINISHED"
-    assert {c.info.run_id for c in children} == set(trials["mlflow_run_id"].dropna())
+    assert {c.info.run_id for c in children} == {row["mlflow_run_id"] for row in trials if row["mlflow_run_id"]}
     assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
 
 
