@@ -33,9 +33,12 @@ def test_rounds_of_steps_cross_epoch_ends_in_a_real_run(tmp_path):
 
 
 def test_an_asha_study_over_steps_stops_trials_at_several_rungs(tmp_path):
-    summary = run(*study_args(tmp_path, "hpo=asha", "search_space=glue_default", "hpo.max_trials=8",
+    # each round takes 0.5 s, as in test_hpo_schedulers: time for the Tuner to see a report and stop the trial
+    # at its rung even on a loaded machine (with near-instant rounds a trial can finish before the stop lands)
+    summary = run(*study_args(tmp_path, "hpo=asha", "search_space=glue_default", "hpo.max_trials=6",
                               "hpo.resource=steps", "hpo.round_steps=5", "hpo.max_resource=9",
-                              "hpo.grace_period=1", "hpo.reduction_factor=3"))
+                              "hpo.grace_period=1", "hpo.reduction_factor=3", "hpo.n_workers=1",
+                              "+synthetic.epoch_s=0.5"))
     study = Path(summary["study_dir"])
     rounds = [len(json.loads(p.read_text())["history"]) for p in study.glob("trials/*/result.json")]
     assert max(rounds) == 9 and min(rounds) < 9 and summary["n_stopped"] >= 1
