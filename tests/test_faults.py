@@ -84,6 +84,7 @@ def test_sigterm_at_validation_start_then_at_model_load_then_resume(tmp_path, un
     assert final_metrics(tmp_path) == pytest.approx(uninterrupted["metrics"], abs=1e-6)
 
 
+@pytest.mark.slow  # kept out of CI for time; `make test-slow` runs it
 def test_sigterm_in_the_final_evaluation_resumes_without_training_again(tmp_path, uninterrupted):
     marker = tmp_path / "fired"
     killed = run(tmp_path, *probe("on_validation_batch_start", "validate", marker))

@@ -18,9 +18,9 @@ import pytest
 from sagelab.config import PROJECT_ROOT, group_options
 
 CONF = PROJECT_ROOT / "conf"
-# CI time: one GLUE task (the rest differ only in data), the graph families (node_regression differs from
-# node_classification only in its objective); QA and the rest under make test-slow
-IN_CI = {"glue_mrpc", "link_prediction", "node_classification"}
+# CI time: one GLUE task (the rest differ only in data) and link prediction; QA, NER and the node families
+# (tested on their own in test_node_classification.py) under make test-slow
+IN_CI = {"glue_mrpc", "link_prediction"}
 SMALL = {
     "glue": ["model=bert_tiny", "data.train_limit=32", "data.eval_limit=16", "optim.eval_batch_size=16"],
     "qa": ["model=bert_tiny", "task.max_seq_length=192", "data.train_limit=16", "data.eval_limit=12",

@@ -61,6 +61,7 @@ def test_sigkill_then_same_command_resumes_to_the_same_result(tmp_path, uninterr
     assert final_metrics(tmp_path) == pytest.approx(uninterrupted, abs=1e-6)
 
 
+@pytest.mark.slow  # kept out of CI for time; `make test-slow` runs it
 def test_sigterm_checkpoints_promptly_and_resumes(tmp_path, uninterrupted):
     ckpt = tmp_path / "ckpt"
     cmd = command(tmp_path, ckpt)
