@@ -110,15 +110,21 @@ def test_two_workers_share_one_study_of_exactly_12_trials(tmp_path, postgres):
     assert len(trials_csv) == 1 + TRIALS
 
 
-def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, postgres):
-    storage = postgres.database("shared_kill")
-    command = shared_command(tmp_path, storage)  # two independent workers, as on two machines
-    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+def start_workers(command: list[str], logs: list[Path]) -> list[subprocess.Popen]:
+    """One worker process per log, each in a session of its own (as on separate machines)."""
     procs = []
     for log in logs:
         with open(log, "w") as out:
             procs.append(subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
                                           start_new_session=True))
+    return procs
+
+
+def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, postgres):
+    storage = postgres.database("shared_kill")
+    command = shared_command(tmp_path, storage)  # two independent workers, as on two machines
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    procs = start_workers(command, logs)
     a, b = procs
     try:
         def each_worker_has_a_trial() -> dict[int, int] | None:
@@ -305,11 +311,7 @@ def test_real_bert_tiny_trials_survive_a_killed_worker(tmp_path, postgres):
                "hpo.heartbeat_s=2", "hpo.grace_s=6"]
     started = time.monotonic()
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    procs = []
-    for log in logs:
-        with open(log, "w") as out:
-            procs.append(subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                          start_new_session=True))
+    procs = start_workers(command, logs)
     a, b = procs
     try:
         def a_is_training() -> dict[int, int] | None:  # its trial's run exists: the trial is under way
