@@ -279,6 +279,8 @@ def run_shared(cfg: Any, spec: StudySpec) -> dict[str, Any]:
     except BaseException as err:
         parent.finish("FAILED", f"{type(err).__name__}: {err}")
         raise
+    if os.environ.get(WORKER_ENV):
+        return _leave_to_starter(spec, info)
     trials = study.get_trials(deepcopy=False)
     records = rdb.records(study)
     spec.results_dir.mkdir(parents=True, exist_ok=True)
@@ -308,6 +310,18 @@ def run_shared(cfg: Any, spec: StudySpec) -> dict[str, Any]:
         parent.finish("FINISHED")
     _print_summary(spec, summary)
     return summary
+
+
+def _leave_to_starter(spec: StudySpec, info: dict[str, Any]) -> dict[str, Any]:
+    """A worker started by ``hpo.n_workers`` ends here: its starter writes the results and closes the parent run
+    once, after every worker has exited (each worker finalizing in turn cost seconds per study for nothing)."""
+    print(f"sagelab hpo: worker {worker_name()} done (ran trials {info.get('ran', [])}); the starter of study "
+          f"{spec.name} writes the results", flush=True)
+    if info.get("interrupted"):
+        raise SystemExit(130)
+    if info.get("gave_up"):
+        raise SystemExit(1)
+    return info
 
 
 def same_study(spec: StudySpec, study: Any) -> None:
