@@ -43,10 +43,46 @@ TINY = [
 ]
 
 
+_EMPTY_STORE: list[Path] = []  # this session's migrated, empty MLflow database (made once, on first use)
+
+
+def mlflow_store(tmp: Path) -> str:
+    """The URI of an MLflow store at ``tmp/mlflow.db``, seeded with a copy of an empty, migrated database.
+
+    A new SQLite store runs MLflow's schema migrations on first open (about 3 s here, in every test that has its
+    own store); a byte copy of one made once per session opens like any existing store.
+    """
+    import shutil
+    import tempfile
+
+    if not _EMPTY_STORE:
+        folder = Path(tempfile.mkdtemp(prefix="sagelab-empty-store-"))
+        code = "import mlflow, sys; mlflow.MlflowClient(sys.argv[1]).search_experiments()"
+        subprocess.run([sys.executable, "-c", code, f"sqlite:///{folder}/mlflow.db"], check=True,
+                       capture_output=True, timeout=300)  # its own process: every connection is closed after
+        _EMPTY_STORE.append(folder / "mlflow.db")
+    target = Path(tmp) / "mlflow.db"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_EMPTY_STORE[0], target)
+    return f"sqlite:///{target}"
+
+
+def recorded_runs(tmp: Path) -> int:
+    """How many MLflow runs the store under ``tmp`` holds (0 when there is no store)."""
+    if not (Path(tmp) / "mlflow.db").exists():
+        return 0
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp}/mlflow.db")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return len(client.search_runs(experiments)) if experiments else 0
+
+
 def private_store(tmp: Path) -> list[str]:
-    """MLflow store, artifacts, checkpoints and Hydra's run folder under ``tmp``."""
+    """MLflow store (seeded: :func:`mlflow_store`), artifacts, checkpoints and Hydra's run folder under ``tmp``."""
     return [
-        f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db",
+        f"logger.tracking_uri={mlflow_store(tmp)}",
         f"logger.artifact_location={tmp}/artifacts",
         f"checkpoint.dir={tmp}/ckpt",
         f"hydra.run.dir={tmp}/out",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import mlflow_store
 from sagelab.config import PROJECT_ROOT, ConfigError
 
 from test_hpo_shared import child_runs
@@ -154,7 +155,7 @@ def test_real_bert_tiny_study_on_the_cluster(tmp_path, ray_address):
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "run.py", "task=glue_sst2", *TINY, f"hpo.dir={tmp_path}/hpo",
-         f"hpo.experiment_dir={tmp_path}/conf/experiment", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+         f"hpo.experiment_dir={tmp_path}/conf/experiment", f"logger.tracking_uri={mlflow_store(tmp_path)}",
          f"logger.artifact_location={tmp_path}/artifacts", "hpo=asha",
          "search_space=glue_default", "hpo.backend=ray", f"hpo.ray_address={ray_address}", "hpo.max_trials=5",
          "hpo.max_resource=2", "hpo.n_workers=2"],

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import mlflow_store
 from sagelab.config import PROJECT_ROOT
 from test_hpo_faults import DEADLINE_S, processes_of, wait_until
 from test_hpo_study import study_args
@@ -305,7 +306,7 @@ def test_real_bert_tiny_trials_survive_a_killed_worker(tmp_path, postgres):
 
     storage = postgres.database("shared_real")
     command = [sys.executable, "run.py", "task=glue_mrpc", *TINY_MODEL, f"hpo.dir={tmp_path}/hpo",
-               f"hpo.experiment_dir={tmp_path}/conf/experiment", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+               f"hpo.experiment_dir={tmp_path}/conf/experiment", f"logger.tracking_uri={mlflow_store(tmp_path)}",
                f"logger.artifact_location={tmp_path}/artifacts", "hpo=tpe", "search_space=glue_default",
                f"hpo.max_trials={TRIALS}", "hpo.max_resource=2", f"hpo.storage={storage}", "hpo.study_name=real",
                "hpo.heartbeat_s=2", "hpo.grace_s=6"]

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from sagelab.config import PROJECT_ROOT, ConfigError
 
-from conftest import compose_config
+from conftest import compose_config, mlflow_store
 
 SYNTH = f"+hpo.command=[{sys.executable},-m,sagelab.hpo.synthetic]"
 
@@ -28,7 +28,7 @@ def study_args(tmp: Path, *extra: str) -> list[str]:
         "task=glue_mrpc",
         f"hpo.dir={tmp}/hpo",
         f"hpo.experiment_dir={tmp}/conf/experiment",
-        f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db",
+        f"logger.tracking_uri={mlflow_store(tmp)}",
         f"logger.artifact_location={tmp}/artifacts",
         SYNTH,
         *extra,

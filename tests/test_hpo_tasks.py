@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sagelab.config import PROJECT_ROOT, group_options
+from conftest import mlflow_store
 
 CONF = PROJECT_ROOT / "conf"
 # CI time: one GLUE task (the rest differ only in data) and link prediction; QA, NER and the node families
@@ -66,7 +67,7 @@ def test_a_tiny_study_of_the_task_runs(tmp_path: Path, task: str, space: str) ->
         [sys.executable, "run.py", f"task={task}", "hpo=asha", f"search_space={space}", *SMALL[family(task)],
          *only_bert_tiny, "trainer.max_steps=2", "hpo.max_trials=1", "hpo.max_resource=1",
          f"hpo.dir={tmp_path}/hpo", f"hpo.experiment_dir={tmp_path}/experiment",
-         f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"logger.artifact_location={tmp_path}/artifacts"],
+         f"logger.tracking_uri={mlflow_store(tmp_path)}", f"logger.artifact_location={tmp_path}/artifacts"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sagelab.config import PROJECT_ROOT
-from conftest import dispatch_cfg as train
+from conftest import dispatch_cfg as train, mlflow_store
 from test_hpo_study import compose, read_csv
 
 TINY = ["task=glue_mrpc", "model=bert_tiny", "data.train_limit=48", "data.eval_limit=24", "optim.batch_size=16",
@@ -19,7 +19,7 @@ TINY = ["task=glue_mrpc", "model=bert_tiny", "data.train_limit=48", "data.eval_l
 
 
 def logging_args(tmp: Path) -> list[str]:
-    return [f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db", f"logger.artifact_location={tmp}/artifacts"]
+    return [f"logger.tracking_uri={mlflow_store(tmp)}", f"logger.artifact_location={tmp}/artifacts"]
 
 
 def trial_spec(tmp: Path):

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from sagelab.config import PROJECT_ROOT, ConfigError
 
-from conftest import compose_config, dispatch_cfg as run
+from conftest import compose_config, dispatch_cfg as run, mlflow_store
 
 
 SMALL_QA = ["task=qa", "model=bert_tiny", "task.max_seq_length=96", "task.doc_stride=32", "data.train_limit=16",
@@ -129,7 +129,7 @@ def test_train_evaluate_and_predict_through_the_runner(tmp_path: Path, capsys: p
 @pytest.mark.slow
 def test_two_process_evaluation_scores_like_one(tmp_path: Path) -> None:
     """Issue 4 item 1 on the tiny model: the same checkpoint evaluated by ddp and single gives equal EM/F1."""
-    common = ["task=qa", "model=bert_tiny", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+    common = ["task=qa", "model=bert_tiny", f"logger.tracking_uri={mlflow_store(tmp_path)}",
               f"logger.artifact_location={tmp_path}/artifacts", f"checkpoint.dir={tmp_path}/ckpt",
               "data.train_limit=64", "data.eval_limit=300", "optim.batch_size=8", "trainer.max_steps=6",
               "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}/hydra"]
