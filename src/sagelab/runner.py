@@ -272,9 +272,7 @@ class Runner:
         state = load_checkpoint(path, "checkpoint.load").get("state_dict")
         if not isinstance(state, dict):
             raise ConfigError("checkpoint.load", f"'{path}' has no state_dict: not a Lightning checkpoint.")
-        module = self.task.module()
-        module.load_state_dict(state)
-        return module
+        return self.task.module_from_state(state)
 
     def _print_summary(self, wall: float) -> None:
         if not self.is_global_zero:

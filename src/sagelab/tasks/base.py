@@ -113,6 +113,14 @@ class Task:
     def module(self) -> L.LightningModule:
         raise NotImplementedError(f"task {self.name} has no LightningModule")
 
+    def module_from_state(self, state: dict[str, Any]) -> L.LightningModule:
+        """:meth:`module` with a saved ``state_dict`` loaded (``checkpoint.load`` in evaluate, predict and a task's
+        own modes). A task whose module is shaped by something fitted to data (a feature encoding, a node count)
+        overrides this to take it from ``state`` instead of refitting it, which may give another shape."""
+        module = self.module()
+        module.load_state_dict(state)
+        return module
+
     def handler(self) -> Handler:
         """How this task answers records: predict, batch transform, serve and the logged MLflow model use it."""
         raise NotImplementedError(f"task {self.name} does not answer records")

@@ -87,6 +87,7 @@ class LinkPredictionTask(GraphTask):
         super().__init__(cfg)
         self._prepared: PreparedGraph | None = None
         self._warm: dict[str, Any] = {}  # mode=retrain: the previous run's id, config, state and the changes
+        self._saved_encoding: dict[str, Any] | None = None  # a loaded checkpoint's fitted encoding
 
     def validate(self) -> None:
         if str(self.cfg.mode) == "retrain":  # inherit before checking, so the merged config is what is checked
@@ -124,11 +125,14 @@ class LinkPredictionTask(GraphTask):
         if self._prepared is None:
             from sagelab.tasks.graph.pipeline import load_graph, prepare
 
+            from sagelab.tasks.graph.features import FeatureEncoder
+
             spec, task = self.dataset, self.cfg.task
             graph = load_graph(spec, separator=str(task.separator))
+            saved = FeatureEncoder.from_state(self._saved_encoding) if self._saved_encoding else None
             self._prepared = prepare(
                 graph, spec["features"], spec.get("name_property"), float(task.split.val), float(task.split.test),
-                int(task.eval_negs), int(task.split.seed),
+                int(task.eval_negs), int(task.split.seed), encoder=saved,
             )
         return self._prepared
 
@@ -161,6 +165,18 @@ class LinkPredictionTask(GraphTask):
 
             warm_start(module, self._warm["state"], data.graph.node_ids)
         return module
+
+    def module_from_state(self, state: dict[str, Any]) -> LinkPredictionModule:
+        """The configured graph encoded with the checkpoint's own encoding (a retrained model keeps the one it
+        started from, which refitting on its graph need not reproduce), then the module built and loaded."""
+        from sagelab.tasks.graph.module import plain
+
+        saved = (state.get("_extra_state") or {}).get("features")
+        if saved is not None and saved != self._saved_encoding:
+            if self._prepared is not None and plain(self._prepared.encoder.state_dict()) != saved:
+                self._prepared = None  # encoded another way: prepare again with the saved encoding
+            self._saved_encoding = saved
+        return super().module_from_state(state)
 
     # -- after evaluation: the seed's "model artifacts, raw embeddings, mapping" -------------
     def on_evaluated(self, context: TaskContext, module: Any, metrics: dict[str, float]) -> None:
