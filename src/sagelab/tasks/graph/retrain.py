@@ -62,6 +62,10 @@ def previous_config(run_id: str, tracking_uri: str) -> DictConfig:
     import mlflow
 
     try:
+        mlflow.MlflowClient(tracking_uri).get_run(run_id)
+    except Exception:  # MLflow raises its own exception types per store
+        raise ConfigError(KEY, f"no MLflow run '{run_id}' in {tracking_uri}.") from None
+    try:
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.yaml", tracking_uri=tracking_uri)
     except Exception as err:  # MLflow raises its own exception types per store
         raise ConfigError(KEY, f"MLflow run '{run_id}' has no config.yaml in {tracking_uri} ({type(err).__name__}).") from err

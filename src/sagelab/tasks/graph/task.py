@@ -109,7 +109,7 @@ class LinkPredictionTask(GraphTask):
             for part in ("nodes", "edges"):
                 value = task.transform.get(part)
                 if not value or not Path(str(value)).exists():
-                    raise ConfigError(f"task.transform.{part}", f"mode=transform needs an updated export file; got {value!r}.")
+                    raise ConfigError(f"task.transform.{part}", f"mode={mode} needs an updated export file; got {value!r}.")
 
     # -- data and model: the config mapped to constructor arguments, here only --------------------
     def prepared(self) -> PreparedGraph:
