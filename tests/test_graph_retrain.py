@@ -165,6 +165,18 @@ def test_retrain_starts_from_the_previous_weights_and_hyperparameters(update: Up
     assert record.data.tags["sagelab.warm_start"] == update.run_id
     assert record.data.params["model.hidden_dim"] == "16" and record.data.params["optim.lr"] == "0.005"
 
+    # a retraining of the retrained run still keeps the first run's held-out edges out of training
+    again = write_export(update.tmp / "again", [*people(19), ["n20", "person", "Newcomer", "30", "padel"],
+                                                ["n21", "person", "Later", "44", "golf"]],
+                         [*friendships(19), *update.added, ("n21", "n2")])
+    second = LinkPredictionTask(update.cfg("ckpt-again", *dataset(*again), "mode=retrain", f"checkpoint.load={run_id}"))
+    second.validate()
+    ids = second.prepared().graph.node_ids
+    train = {tuple(sorted((ids[a], ids[b]))) for a, b in second.prepared().split.train.tolist()}
+    for part in ("val", "test"):
+        held = {tuple(sorted((old_ids[a], old_ids[b]))) for a, b in _base_split(update, part)}
+        assert not held & train
+
     # the retrained model answers on its own graph; it keeps the encoding it started from ("padel" is OTHER),
     # which refitting on the update would not reproduce (five groups there)
     metrics, run_id = run(update.cfg("ckpt-retrain", *dataset(*update.update), "mode=recommend", "task.node=Newcomer",

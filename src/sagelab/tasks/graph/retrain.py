@@ -14,7 +14,8 @@ folder whose ``sagelab_state.json`` names the run):
   mean trained row (what ``mode=transform`` gives them); any other shape that differs is refused in one line;
 * **its split** -- an edge held out before (validation or test) stays held out, training edges stay training
   edges, and only new edges are split with ``task.split``'s fractions and seed: the warm-started weights have
-  never seen a validation edge, so ``val/*`` is comparable with the previous run's.
+  never seen a validation edge, so ``val/*`` is comparable with the previous run's. A chain of retrainings
+  carries the split of the first run through every step (each step's split is rebuilt from its logged config).
 
 Cheap at import: numpy and the graph readers only; torch and MLflow inside the functions.
 """
@@ -139,17 +140,23 @@ def apply_previous_run(cfg: DictConfig) -> tuple[str, DictConfig]:
     return run_id, previous
 
 
-def previous_graph(previous: DictConfig, separator: str) -> tuple[PropertyGraph, EdgeSplit]:
-    """The graph the previous run trained on (its logged dataset entry) and its edge split, re-drawn with its seed."""
+def previous_graph(previous: DictConfig, separator: str, tracking_uri: str, depth: int = 0) -> tuple[PropertyGraph, EdgeSplit]:
+    """The graph the previous run trained on (its logged dataset entry) and its edge split: re-drawn with its seed,
+    or, when that run was itself a retraining, carried over from the run it started from (and so on back)."""
     from sagelab.tasks.graph.pipeline import load_graph
     from sagelab.tasks.graph.split import split_edges
 
     task = previous.task
     spec = OmegaConf.to_container(task.datasets[task.dataset], resolve=True)
     graph = load_graph(spec, separator=separator)
-    split = split_edges(graph.src, graph.dst, graph.num_nodes, float(task.split.val), float(task.split.test),
-                        int(task.split.seed))
-    return graph, split
+    val, test, seed = float(task.split.val), float(task.split.test), int(task.split.seed)
+    if OmegaConf.select(previous, "mode") != "retrain":
+        return graph, split_edges(graph.src, graph.dst, graph.num_nodes, val, test, seed)
+    if depth >= 100:
+        raise ConfigError(KEY, "more than 100 retrainings in a row; the chain of previous runs looks circular.")
+    earlier = previous_run_id(str(previous.checkpoint.load), tracking_uri)
+    base, base_split = previous_graph(previous_config(earlier, tracking_uri), separator, tracking_uri, depth + 1)
+    return graph, carried_split(base, base_split, graph, val, test, seed)
 
 
 def carried_split(base: PropertyGraph, base_split: EdgeSplit, updated: PropertyGraph, val: float, test: float,
@@ -217,7 +224,7 @@ def prepare_warm(cfg: DictConfig, spec: dict[str, Any], previous: DictConfig, st
     from sagelab.tasks.graph.pipeline import load_graph, prepare
 
     task, separator = cfg.task, str(cfg.task.separator)
-    base, base_split = previous_graph(previous, separator)
+    base, base_split = previous_graph(previous, separator, str(cfg.logger.tracking_uri))
     trained = state["_extra_state"]["node_ids"]
     if base.node_ids != trained:
         raise ConfigError(KEY, f"the previous run's graph ({base.source}) now has {base.num_nodes} nodes, its checkpoint "
