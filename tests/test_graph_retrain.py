@@ -215,6 +215,10 @@ def test_retrain_needs_a_run(update: Update) -> None:
     cfg = update.cfg("ckpt-none", *dataset(*update.update), "mode=retrain", f"checkpoint.load={update.tmp / 'nope.ckpt'}")
     with pytest.raises(ConfigError, match="names no MLflow run"):
         LinkPredictionTask(cfg).validate()
+    cfg = update.cfg("ckpt-none", *dataset(*update.base), "mode=retrain", f"checkpoint.load={update.run_id}",
+                     f"task.transform.nodes={update.update[0]}")
+    with pytest.raises(ConfigError, match="mode=retrain trains on task.dataset"):
+        LinkPredictionTask(cfg).validate()
 
 
 def test_inherit_respects_the_command_line() -> None:

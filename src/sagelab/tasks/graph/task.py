@@ -93,6 +93,10 @@ class LinkPredictionTask(GraphTask):
         if str(self.cfg.mode) == "retrain":  # inherit before checking, so the merged config is what is checked
             from sagelab.tasks.graph.retrain import apply_previous_run
 
+            if self.cfg.task.transform.get("nodes"):
+                raise ConfigError("task.transform.nodes", "mode=retrain trains on task.dataset: name the updated "
+                                  "export there (task.dataset=csv task.datasets.csv.nodes=... task.datasets.csv.edges=...).")
+
             self._warm["run_id"], self._warm["config"] = apply_previous_run(self.cfg)
         super().validate()
 
@@ -123,9 +127,8 @@ class LinkPredictionTask(GraphTask):
             self._prepared, self._warm["changes"] = prepare_warm(self.cfg, self.dataset, self._warm["config"],
                                                                  self._warm["state"])
         if self._prepared is None:
-            from sagelab.tasks.graph.pipeline import load_graph, prepare
-
             from sagelab.tasks.graph.features import FeatureEncoder
+            from sagelab.tasks.graph.pipeline import load_graph, prepare
 
             spec, task = self.dataset, self.cfg.task
             graph = load_graph(spec, separator=str(task.separator))
