@@ -165,6 +165,13 @@ def test_retrain_starts_from_the_previous_weights_and_hyperparameters(update: Up
     assert record.data.tags["sagelab.warm_start"] == update.run_id
     assert record.data.params["model.hidden_dim"] == "16" and record.data.params["optim.lr"] == "0.005"
 
+    # evaluating the retrained run on its graph scores the split it trained with, not a re-drawn one
+    evaluating = LinkPredictionTask(update.cfg("ckpt-retrain", *dataset(*update.update), "mode=evaluate",
+                                               f"checkpoint.load={run_id}", *TRAINED_WITH))
+    evaluating.validate()
+    for part in ("train", "val", "test"):
+        assert np.array_equal(getattr(evaluating.prepared().split, part), getattr(task.prepared().split, part))
+
     # a retraining of the retrained run still keeps the first run's held-out edges out of training
     again = write_export(update.tmp / "again", [*people(19), ["n20", "person", "Newcomer", "30", "padel"],
                                                 ["n21", "person", "Later", "44", "golf"]],

@@ -237,3 +237,24 @@ def prepare_warm(cfg: DictConfig, spec: dict[str, Any], previous: DictConfig, st
     prepared = prepare(updated, None, spec.get("name_property"), val, test, int(task.eval_negs), seed,
                        encoder=encoder, split=split)
     return prepared, compare(base, updated)
+
+
+def trained_split(cfg: DictConfig, graph: PropertyGraph) -> EdgeSplit | None:
+    """For ``mode=evaluate`` / ``diagnose`` of a retrained run on its own graph: the split it trained with (carried
+    along its chain of runs), since a split re-drawn on that graph would test on edges the warm start trained on.
+    None for any other checkpoint or graph: the command's own seeded split, as always."""
+    ref, uri = cfg.checkpoint.get("load"), str(cfg.logger.tracking_uri)
+    if ref is None:
+        return None
+    try:
+        config = previous_config(previous_run_id(str(ref), uri), uri)
+    except ConfigError:  # a checkpoint without a run record: nothing to carry
+        return None
+    if OmegaConf.select(config, "mode") != "retrain":
+        return None
+    its_graph, split = previous_graph(config, str(cfg.task.separator), uri)
+    from sagelab.tasks.graph.changes import edge_pairs
+
+    if its_graph.node_ids != graph.node_ids or edge_pairs(its_graph) != edge_pairs(graph):
+        return None
+    return split

@@ -133,9 +133,14 @@ class LinkPredictionTask(GraphTask):
             spec, task = self.dataset, self.cfg.task
             graph = load_graph(spec, separator=str(task.separator))
             saved = FeatureEncoder.from_state(self._saved_encoding) if self._saved_encoding else None
+            split = None
+            if str(self.cfg.mode) in ("evaluate", "diagnose"):  # a retrained run is scored on the split it kept
+                from sagelab.tasks.graph.retrain import trained_split
+
+                split = trained_split(self.cfg, graph)
             self._prepared = prepare(
                 graph, spec["features"], spec.get("name_property"), float(task.split.val), float(task.split.test),
-                int(task.eval_negs), int(task.split.seed), encoder=saved,
+                int(task.eval_negs), int(task.split.seed), encoder=saved, split=split,
             )
         return self._prepared
 
