@@ -103,8 +103,10 @@ def test_transform_logs_what_changed_and_recommends_for_a_new_node(update: Updat
     transform = [f"task.transform.nodes={update.update[0]}", f"task.transform.edges={update.update[1]}",
                  f"checkpoint.load={update.run_id}", "model.hidden_dim=16", "task.id_embedding=4"]
     metrics, run_id = run(update.cfg("ckpt-train", *dataset(*update.base), "mode=transform", *transform))
-    assert (metrics["transform/new_nodes"], metrics["transform/removed_nodes"], metrics["transform/changed_nodes"]) == (1, 1, 1)
-    assert (metrics["transform/new_edges"], metrics["transform/removed_edges"]) == (len(update.added), update.removed_edges)
+    counts = {k: metrics[f"transform/{k}"] for k in ("new_nodes", "removed_nodes", "changed_nodes", "new_edges",
+                                                         "removed_edges")}
+    assert counts == {"new_nodes": 1, "removed_nodes": 1, "changed_nodes": 1, "new_edges": len(update.added),
+                      "removed_edges": update.removed_edges}
     changes = update.artifact(run_id, "transform/changes.json")
     assert changes["new_nodes"] == ["n20"] and changes["removed_nodes"] == ["n19"]
     assert changes["changed_nodes"] == {"n3": ["group"]}

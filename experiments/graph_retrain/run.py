@@ -125,7 +125,8 @@ def one_seed(seed: int, work: Path, epochs: int) -> dict[str, float]:
         "recommend_s": recommend_s, "recommend_wall_s": recommended["wall_time_s"],
         "val_auc": target, "test_auc": trained["test/auc"],
         "retrain_epoch": first_epoch_reaching(work, retrain_id, target) or float("nan"),
-        "retrain_epoch1_val_auc": val_curve(work, retrain_id)[0], "retrain_val_auc": retrained["val/auc"], "retrain_test_auc": retrained["test/auc"], "retrain_s": retrain_s,
+        "retrain_epoch1_val_auc": val_curve(work, retrain_id)[0], "retrain_val_auc": retrained["val/auc"],
+        "retrain_test_auc": retrained["test/auc"], "retrain_s": retrain_s,
         "scratch_epoch": first_epoch_reaching(work, scratch_id, target) or float("nan"),
         "scratch_val_auc": scratch["val/auc"],
     }

@@ -72,7 +72,8 @@ def _cell(prop: Any, i: int) -> Any:
 def edge_pairs(graph: PropertyGraph) -> set[tuple[str, str]]:
     """The undirected edges as (smaller id, larger id) pairs."""
     ids = graph.node_ids
-    return {(a, b) if a <= b else (b, a) for a, b in ((ids[s], ids[d]) for s, d in zip(graph.src.tolist(), graph.dst.tolist()))}
+    pairs = ((ids[s], ids[d]) for s, d in zip(graph.src.tolist(), graph.dst.tolist()))
+    return {(a, b) if a <= b else (b, a) for a, b in pairs}
 
 
 def compare(base: PropertyGraph, updated: PropertyGraph) -> GraphChanges:

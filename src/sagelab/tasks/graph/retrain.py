@@ -67,9 +67,11 @@ def previous_config(run_id: str, tracking_uri: str) -> DictConfig:
     except Exception:  # MLflow raises its own exception types per store
         raise ConfigError(KEY, f"no MLflow run '{run_id}' in {tracking_uri}.") from None
     try:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.yaml", tracking_uri=tracking_uri)
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.yaml",
+                                                   tracking_uri=tracking_uri)
     except Exception as err:  # MLflow raises its own exception types per store
-        raise ConfigError(KEY, f"MLflow run '{run_id}' has no config.yaml in {tracking_uri} ({type(err).__name__}).") from err
+        raise ConfigError(KEY, f"MLflow run '{run_id}' has no config.yaml in {tracking_uri} "
+                          f"({type(err).__name__}).") from err
     return OmegaConf.load(path)
 
 
@@ -140,7 +142,8 @@ def apply_previous_run(cfg: DictConfig) -> tuple[str, DictConfig]:
     return run_id, previous
 
 
-def previous_graph(previous: DictConfig, separator: str, tracking_uri: str, depth: int = 0) -> tuple[PropertyGraph, EdgeSplit]:
+def previous_graph(previous: DictConfig, separator: str, tracking_uri: str,
+                   depth: int = 0) -> tuple[PropertyGraph, EdgeSplit]:
     """The graph the previous run trained on (its logged dataset entry) and its edge split: re-drawn with its seed,
     or, when that run was itself a retraining, carried over from the run it started from (and so on back)."""
     from sagelab.tasks.graph.pipeline import load_graph
