@@ -2,6 +2,7 @@
 and ``mode=retrain`` reaching the original validation score in fewer epochs.
 
     PYTHONPATH=src .venv/bin/python experiments/graph_retrain/run.py --seeds 0 1 2
+    PYTHONPATH=src .venv/bin/python experiments/graph_retrain/run.py --seeds 0 --epochs 4 --out /tmp/smoke.json  # smoke run
 
 Per seed, on Cora as a Gremlin CSV export (``words`` as a ``String[]`` of word indices, multi-hot encoded):
 
@@ -136,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="the original training's epochs (smoke runs: fewer)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
     parser.add_argument("--work", type=Path, default=None, help="folder for exports, runs and checkpoints")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="graph-retrain-"))
@@ -157,7 +159,7 @@ def main() -> None:
     for key in ("train_s", "transform_s", "recommend_s", "retrain_epoch", "val_auc", "retrain_val_auc"):
         values = [r[key] for r in rows]
         print(f"{key}: {statistics.mean(values):.4f}" + (f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""))
-    out = Path(__file__).with_name("results.json")
+    out = args.out
     out.write_text(json.dumps({"cpu": cpu_model(), "epochs": args.epochs, "rows": rows}, indent=1))
     print(f"written {out}")
 
