@@ -63,8 +63,9 @@ class Runner:
         with faults.sigterm_raises() as sigterm:
             started, failure = time.monotonic(), None
             try:
-                resume_ckpt, run_id = resume_point(str(self.cfg.mode), str(self.cfg.checkpoint.resume),
-                                                   self.checkpoint_dir, self.is_global_zero)
+                resume_ckpt, run_id = resume_point("train" if self.trains else str(self.cfg.mode),
+                                                   str(self.cfg.checkpoint.resume), self.checkpoint_dir,
+                                                   self.is_global_zero)
                 with sigterm.deferred():  # the MLflow run is opened whole, so it can always be closed
                     self.record = tracking.RunRecord(self.cfg, run_id, self.is_global_zero)
                 self._announce_hardware()
@@ -93,7 +94,7 @@ class Runner:
         extra = self.task.extra_modes()
         if mode in extra:
             self.record.log_metrics(extra[mode](context) or {})
-        elif mode == "train":
+        elif self.trains:
             self._train(context, resume_ckpt)
         elif mode == "evaluate":
             self.evaluate(context, self.load_module(), self.task.datamodule())
@@ -108,11 +109,16 @@ class Runner:
         if not self.is_global_zero:
             return
         where = f"MLflow run {self.run_id} ended KILLED" if self.run_id else "no MLflow run was opened"
-        if str(self.cfg.mode) == "train":
+        if self.trains:
             last = self.checkpoint_dir / "last.ckpt"
             where += (f"; checkpoint {last}: re-run the same command to resume" if last.exists()
                       else "; no checkpoint yet: re-running the same command starts again")
         print(f"sagelab: stopped by SIGTERM; {where}.", file=sys.stderr)
+
+    @property
+    def trains(self) -> bool:
+        """Whether this command's mode fits a model (``train``, or one of the task's other ``training_modes``)."""
+        return str(self.cfg.mode) in self.task.training_modes
 
     @property
     def is_global_zero(self) -> bool:
@@ -266,9 +272,7 @@ class Runner:
         state = load_checkpoint(path, "checkpoint.load").get("state_dict")
         if not isinstance(state, dict):
             raise ConfigError("checkpoint.load", f"'{path}' has no state_dict: not a Lightning checkpoint.")
-        module = self.task.module()
-        module.load_state_dict(state)
-        return module
+        return self.task.module_from_state(state)
 
     def _print_summary(self, wall: float) -> None:
         if not self.is_global_zero:

@@ -9,7 +9,8 @@ What a task declares:
 * ``config_class`` -- the dataclass of its ``task:`` block (types, unknown keys and per-field value checks,
   like the top-level schema in :mod:`sagelab.schema`);
 * ``model_kinds`` -- the ``model.kind`` values it trains (transformer, gnn ...);
-* ``lightning_modes`` -- which of train / evaluate / predict it supports through Lightning;
+* ``lightning_modes`` -- which of train / evaluate / predict it supports through Lightning, and
+  ``training_modes``, those of them that train (``train``; link prediction's warm-started ``retrain``);
 * :meth:`extra_modes` -- its own modes (drift's ``baseline``, link prediction's ``recommend``);
 * :meth:`handler` -- how it answers records (:class:`~sagelab.inference.Handler`), which gives it
   ``mode=predict`` and ``mode=batch_transform``, and ``mode=serve`` when ``serves`` is set;
@@ -49,6 +50,10 @@ class Task:
     model_kinds: ClassVar[tuple[str, ...]] = ()
     #: modes this task supports through the runner's Lightning path
     lightning_modes: ClassVar[tuple[str, ...]] = ("train", "evaluate", "predict")
+    #: those of them that fit ``module()`` on ``datamodule()`` through the runner's training path (checkpoints,
+    #: resume, evaluation, final model): ``train``, and e.g. a warm-started retraining whose ``module()`` comes
+    #: with earlier weights
+    training_modes: ClassVar[tuple[str, ...]] = ("train",)
     #: whether ``data.holdout`` (validate on part of the training set, test on the evaluation set) applies
     supports_holdout: ClassVar[bool] = False
     #: whether the task can train in several processes (strategy=ddp/fsdp)
@@ -107,6 +112,14 @@ class Task:
 
     def module(self) -> L.LightningModule:
         raise NotImplementedError(f"task {self.name} has no LightningModule")
+
+    def module_from_state(self, state: dict[str, Any]) -> L.LightningModule:
+        """:meth:`module` with a saved ``state_dict`` loaded (``checkpoint.load`` in evaluate, predict and a task's
+        own modes). A task whose module is shaped by something fitted to data (a feature encoding, a node count)
+        overrides this to take it from ``state`` instead of refitting it, which may give another shape."""
+        module = self.module()
+        module.load_state_dict(state)
+        return module
 
     def handler(self) -> Handler:
         """How this task answers records: predict, batch transform, serve and the logged MLflow model use it."""

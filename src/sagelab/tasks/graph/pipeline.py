@@ -111,14 +111,21 @@ def prepare(
     test: float,
     eval_negs: int,
     seed: int,
+    *,
+    encoder: FeatureEncoder | None = None,
+    split: EdgeSplit | None = None,
 ) -> PreparedGraph:
-    """Fit the feature encoding, split the edges with ``seed`` and draw the evaluation negatives."""
+    """Fit the feature encoding, split the edges with ``seed`` and draw the evaluation negatives.
+
+    A warm-started retraining passes the earlier run's fitted ``encoder`` (its weights expect that layout) and a
+    ``split`` that keeps the earlier held-out edges held out."""
     import torch
 
-    specs = resolve_specs(graph, features, name_property)
-    encoder = FeatureEncoder.fit(graph, specs)
+    if encoder is None:
+        encoder = FeatureEncoder.fit(graph, resolve_specs(graph, features, name_property))
     x = torch.from_numpy(encoder.transform(graph))
-    split = split_edges(graph.src, graph.dst, graph.num_nodes, val, test, seed)
+    if split is None:
+        split = split_edges(graph.src, graph.dst, graph.num_nodes, val, test, seed)
     everything = np.stack([graph.src, graph.dst], axis=1)
     negatives = [
         sample_eval_negatives(part, everything, graph.num_nodes, eval_negs, seed + offset)

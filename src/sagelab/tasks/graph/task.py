@@ -12,7 +12,10 @@ trained encoder without retraining ("model transform").
   embeddings, the id mapping and the fitted feature encoding as artifacts.
 * ``mode=recommend task.node=Henry task.k=8``: the k most likely new links of that node.
 * ``mode=transform task.transform.nodes=... task.transform.edges=...``: encode an updated export
-  with the trained feature encoding and weights, log fresh embeddings, recommend for new nodes.
+  with the trained feature encoding and weights, log fresh embeddings and what changed, recommend for new and
+  changed nodes (:mod:`.incremental`); ``mode=recommend`` with the same keys answers for a node of the update.
+* ``mode=retrain checkpoint.load=<run id>``: train on ``task.dataset`` (the updated export) warm-started from
+  that run's weights, hyperparameters, encoding and split (:mod:`.retrain`).
 
 The fitted feature encoding and the training node ids travel inside the checkpoint (the module's
 ``extra_state``), so recommend/transform encode data exactly as training did. This module is cheap:
@@ -57,6 +60,8 @@ class SplitConfig:
 class TransformConfig:
     nodes: Optional[str] = None
     edges: Optional[str] = None
+    top_moved: int = checked(20, positive)  # nodes listed in changes.json's moved_most
+    printed: int = checked(10, positive)  # recommendation lists printed (all are logged)
 
 
 @dataclass(kw_only=True)
@@ -74,12 +79,26 @@ class LinkPredictionConfig(GraphDataConfig):
 
 class LinkPredictionTask(GraphTask):
     config_class = LinkPredictionConfig
-    lightning_modes = ("train", "evaluate")
+    lightning_modes = ("train", "evaluate", "retrain")
+    training_modes = ("train", "retrain")  # retrain: module() comes warm-started (see validate)
     supports_multiprocess = False  # full-graph or sampled, one process
 
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__(cfg)
         self._prepared: PreparedGraph | None = None
+        self._warm: dict[str, Any] = {}  # mode=retrain: the previous run's id, config, state and the changes
+        self._saved_encoding: dict[str, Any] | None = None  # a loaded checkpoint's fitted encoding
+
+    def validate(self) -> None:
+        if str(self.cfg.mode) == "retrain":  # inherit before checking, so the merged config is what is checked
+            from sagelab.tasks.graph.retrain import apply_previous_run
+
+            if self.cfg.task.transform.get("nodes"):
+                raise ConfigError("task.transform.nodes", "mode=retrain trains on task.dataset: name the updated "
+                                  "export there (task.dataset=csv task.datasets.csv.nodes=... task.datasets.csv.edges=...).")
+
+            self._warm["run_id"], self._warm["config"] = apply_previous_run(self.cfg)
+        super().validate()
 
     def check(self) -> None:
         task, layers = self.cfg.task, int(self.cfg.model.num_layers)
@@ -90,23 +109,38 @@ class LinkPredictionTask(GraphTask):
         mode = str(self.cfg.mode)
         if mode == "recommend" and task.node is None:
             raise ConfigError("task.node", "mode=recommend needs a node id or name, e.g. task.node=Henry.")
-        if mode == "transform":
+        if mode == "transform" or (mode == "recommend" and task.transform.get("nodes")):
             for part in ("nodes", "edges"):
                 value = task.transform.get(part)
                 if not value or not Path(str(value)).exists():
-                    raise ConfigError(f"task.transform.{part}", f"mode=transform needs an updated export file; got {value!r}.")
+                    raise ConfigError(f"task.transform.{part}", f"mode={mode} needs an updated export file; got {value!r}.")
 
     # -- data and model: the config mapped to constructor arguments, here only --------------------
     def prepared(self) -> PreparedGraph:
         """Read, encode and split the configured graph once per process."""
+        if self._prepared is None and str(self.cfg.mode) == "retrain":
+            from sagelab.tasks.graph.retrain import load_previous_state, prepare_warm
+
+            if "config" not in self._warm:
+                raise RuntimeError("mode=retrain: validate() inherits the previous run before data is prepared")
+            self._warm["state"] = load_previous_state(self.cfg)
+            self._prepared, self._warm["changes"] = prepare_warm(self.cfg, self.dataset, self._warm["config"],
+                                                                 self._warm["state"])
         if self._prepared is None:
+            from sagelab.tasks.graph.features import FeatureEncoder
             from sagelab.tasks.graph.pipeline import load_graph, prepare
 
             spec, task = self.dataset, self.cfg.task
             graph = load_graph(spec, separator=str(task.separator))
+            saved = FeatureEncoder.from_state(self._saved_encoding) if self._saved_encoding else None
+            split = None
+            if str(self.cfg.mode) in ("evaluate", "diagnose"):  # a retrained run is scored on the split it kept
+                from sagelab.tasks.graph.retrain import trained_split
+
+                split = trained_split(self.cfg, graph)
             self._prepared = prepare(
                 graph, spec["features"], spec.get("name_property"), float(task.split.val), float(task.split.test),
-                int(task.eval_negs), int(task.split.seed),
+                int(task.eval_negs), int(task.split.seed), encoder=saved, split=split,
             )
         return self._prepared
 
@@ -134,7 +168,23 @@ class LinkPredictionTask(GraphTask):
             bias=bool(model.get("bias", True)),
         )
         module.set_graph_state(data.encoder.state_dict(), data.graph.node_ids, data.names)
+        if "state" in self._warm:  # mode=retrain
+            from sagelab.tasks.graph.retrain import warm_start
+
+            warm_start(module, self._warm["state"], data.graph.node_ids)
         return module
+
+    def module_from_state(self, state: dict[str, Any]) -> LinkPredictionModule:
+        """The configured graph encoded with the checkpoint's own encoding (a retrained model keeps the one it
+        started from, which refitting on its graph need not reproduce), then the module built and loaded."""
+        from sagelab.tasks.graph.module import plain
+
+        saved = (state.get("_extra_state") or {}).get("features")
+        if saved is not None and saved != self._saved_encoding:
+            if self._prepared is not None and plain(self._prepared.encoder.state_dict()) != saved:
+                self._prepared = None  # encoded another way: prepare again with the saved encoding
+            self._saved_encoding = saved
+        return super().module_from_state(state)
 
     # -- after evaluation: the seed's "model artifacts, raw embeddings, mapping" -------------
     def on_evaluated(self, context: TaskContext, module: Any, metrics: dict[str, float]) -> None:
@@ -145,6 +195,11 @@ class LinkPredictionTask(GraphTask):
         log_embeddings(context, "link_prediction", h, data.graph.node_ids, data.names,
                        {"features.json": data.encoder.state_dict()})
         context.tracker.log_dict(data.describe(), "graph.json")
+        if "changes" in self._warm:  # mode=retrain: what changed since the run it started from
+            changes = self._warm["changes"]
+            context.tracker.set_tag("sagelab.warm_start", self._warm["run_id"])
+            context.tracker.log_dict(changes.report(int(self.cfg.task.transform.top_moved)), "retrain/changes.json")
+            context.tracker.log_metrics(changes.metrics("retrain"))
 
     # -- task modes ------------------------------------------------------------------------
     def extra_modes(self) -> dict[str, Mode]:
@@ -159,8 +214,12 @@ class LinkPredictionTask(GraphTask):
     def recommend(self, context: TaskContext) -> dict[str, Any]:
         import torch
 
+        from sagelab.tasks.graph import incremental
         from sagelab.tasks.graph.recommend import find_node, full_embeddings, recommend
 
+        if incremental.has_update(self):  # a node of the updated export, new ones included
+            found = incremental.recommend_in_update(self, context)
+            return self._report_recommendations(context, found["answer"]) | {"recommend/new_node": found["new_node"]}
         module = context.load_module()
         data, task = self.prepared(), self.cfg.task
         if module.node_ids != data.graph.node_ids:
@@ -172,35 +231,19 @@ class LinkPredictionTask(GraphTask):
         h = full_embeddings(module.model, x, edges, module.model.needs_self_loops)
         top = recommend(module.model, h, node, int(task.k), edges, data.graph.node_ids, data.names)
         result = {"node": {"id": data.graph.node_ids[node], "name": data.names[node]}, "recommendations": top}
-        _print_recommendations(result)
+        return self._report_recommendations(context, result)
+
+    @staticmethod
+    def _report_recommendations(context: TaskContext, result: dict[str, Any]) -> dict[str, Any]:
+        print_recommendations(result)
         context.tracker.log_dict(result, "recommendations.json")
+        top = result["recommendations"]
         return {"recommend/count": len(top), "recommend/top_score": top[0]["score"] if top else 0.0}
 
     def transform(self, context: TaskContext) -> dict[str, Any]:
-        from sagelab.tasks.graph.property_graph import read_gremlin_csv
-        from sagelab.tasks.graph.recommend import find_node, recommend, transform
+        from sagelab.tasks.graph.incremental import transform_mode
 
-        task = self.cfg.task
-        module = context.load_module()
-        updated = read_gremlin_csv(task.transform.nodes, task.transform.edges, separator=str(task.separator))
-        result = transform(module.model, module.feature_encoder(), module.node_ids, updated,
-                           module.model.needs_self_loops)
-        names = updated.display_names(self.dataset.get("name_property"))
-        queries = list(result.new_nodes)
-        if task.node is not None:
-            queries.append(find_node(str(task.node), updated.node_ids, names))
-        answers = [
-            {"node": {"id": updated.node_ids[q], "name": names[q]},
-             "recommendations": recommend(module.model, result.embeddings, q, int(task.k), result.edges,
-                                          updated.node_ids, names)}
-            for q in dict.fromkeys(queries)
-        ]
-        for answer in answers:
-            _print_recommendations(answer)
-        log_embeddings(context, "link_prediction_transform", result.embeddings, updated.node_ids, names)
-        context.tracker.log_dict(answers, "transform_recommendations.json")
-        return {"transform/nodes": updated.num_nodes, "transform/new_nodes": len(result.new_nodes),
-                "transform/edges": updated.num_edges}
+        return transform_mode(self, context)
 
 
 def log_embeddings(context: TaskContext, folder: str, embeddings: Any, node_ids: Sequence[str],
@@ -219,7 +262,7 @@ def log_embeddings(context: TaskContext, folder: str, embeddings: Any, node_ids:
         context.tracker.log_artifact(out / name, "embeddings")
 
 
-def _print_recommendations(result: dict[str, Any]) -> None:
+def print_recommendations(result: dict[str, Any]) -> None:
     node = result["node"]
     label = node["name"] if node["name"] == node["id"] else f"{node['name']} ({node['id']})"
     print(f"top {len(result['recommendations'])} new links for {label}:")
