@@ -321,7 +321,8 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
 
     defaults = space.defaults(cfg)
     points, default_config = initial_points(hpo, space, defaults)
-    warm_ref, warm_trials = resolve(hpo, name, study_dir.parent, str(cfg.logger.tracking_uri), space, objectives)
+    warm_ref, warm_trials = resolve(hpo, name, study_dir.parent, str(cfg.logger.tracking_uri), space, objectives,
+                                    defaults)
     latency = dict(OmegaConf.to_container(hpo.get("latency") or {}, resolve=True))
     for key in latency:
         if key not in LATENCY_DEFAULTS:  # batch_size is gone: predict_step gets the whole first validation batch

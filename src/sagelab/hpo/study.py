@@ -122,6 +122,7 @@ def trials_table(spec: StudySpec, records: list[dict[str, Any]] | None = None) -
     import pandas as pd
 
     objectives = spec.objective_list()
+    space = spec.search_space()
     rows = []
     for record in load_trials(spec.dir) if records is None else records:
         result = record.get("result") or {}
@@ -133,7 +134,8 @@ def trials_table(spec: StudySpec, records: list[dict[str, Any]] | None = None) -
             "full_fidelity": len(history) >= spec.max_resource,
             "mlflow_run_id": result.get("mlflow_run_id"),
         }
-        row.update({f"config.{k}": v for k, v in (record.get("config") or {}).items()})
+        # what the trial set (a conditional lr: the chosen branch's), not every branch the backend sampled
+        row.update({f"config.{k}": v for k, v in space.effective(record.get("config") or {}).items()})
         if history:
             last = history[-1]
             for obj in objectives:
