@@ -27,7 +27,8 @@ def launched(study_dir: Path) -> dict[int, dict[str, str]]:
     return out
 
 
-@pytest.mark.parametrize("algorithm", ["random", "tpe"])  # Syne Tune, Optuna
+# Syne Tune's whole study is slow (its Tuner polls every 0.5 s): CI checks its scheduler below, the study in slow
+@pytest.mark.parametrize("algorithm", [pytest.param("random", marks=pytest.mark.slow), "tpe"])  # Syne Tune, Optuna
 def test_each_trial_runs_the_lr_range_of_the_model_it_chose(tmp_path, algorithm):
     summary = run(*study_args(tmp_path, f"hpo={algorithm}", "search_space=glue_models", "hpo.max_trials=5",
                               "hpo.max_resource=1"))
@@ -50,6 +51,28 @@ def test_each_trial_runs_the_lr_range_of_the_model_it_chose(tmp_path, algorithm)
                   searchpath=tmp_path / "conf")  # the best configuration file carries the effective lr
     assert cfg.optim.lr == best["lr"] and cfg.model.name == best["model"]
     assert RANGES[best["model"]][0] <= best["lr"] <= RANGES[best["model"]][1]
+
+
+@pytest.mark.parametrize("algorithm", ["asha", "moasha", "bo"])
+def test_syne_tune_schedulers_suggest_every_branch_and_the_trial_applies_the_chosen_one(tmp_path, algorithm):
+    """What a Syne Tune study hands trial_entry.py: the default first (its branches filled), then samples."""
+    from sagelab.hpo.spec import build_spec
+    from sagelab.hpo.syne import make_scheduler
+
+    spec = build_spec(compose(*study_args(tmp_path, f"hpo={algorithm}", "search_space=glue_models")), [])
+    scheduler = make_scheduler(spec, spec.seed)
+    space = SearchSpace.from_config(spec.space)
+    models = set()
+    for i in range(12):
+        config = scheduler.suggest().config
+        assert {"lr@minilm", "lr@bert_tiny"} <= set(config)
+        argv = dict(t.split("=", 1) for t in spec.trial_argv(i, config) if "=" in t)
+        model, lr = argv["model"], float(argv["optim.lr"])
+        assert lr == config[f"lr@{model}"] and RANGES[model][0] <= lr <= RANGES[model][1]
+        models.add(model)
+        if i == 0:
+            assert space.effective(config) == spec.default_config
+    assert models == {"minilm", "bert_tiny"}
 
 
 def test_the_ray_searcher_applies_the_chosen_models_lr(tmp_path):

@@ -288,7 +288,9 @@ def _print_summary(spec: StudySpec, summary: dict[str, Any]) -> None:
               f"front of {summary['pareto_size']})")
     if "best" in summary:
         best = ", ".join(f"{k}={v:.4g}" for k, v in summary["best"].items())
-        print(f"  best trial {summary['best_trial']}: {best}")
+        reeval = summary.get("reeval") or {}
+        how = f" (mean of {len(reeval['seeds'])} seeds)" if reeval.get("winner_trial") is not None else ""
+        print(f"  best trial {summary['best_trial']}{how}: {best}")
         if "default" in summary:
             print(f"  {default_line(summary)}")
         if summary.get("reeval"):
