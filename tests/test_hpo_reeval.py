@@ -5,13 +5,18 @@ mean, not the luckiest single trial. Trials are the synthetic stand-in (``test_h
 
 from __future__ import annotations
 
+import os
+import signal
 import statistics
+import subprocess
+import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from sagelab.config import ConfigError
+from sagelab.config import PROJECT_ROOT, ConfigError
 from test_hpo_seeding import OPTIMAL
 from test_hpo_study import compose, read_csv, run, study_args
 
@@ -121,6 +126,34 @@ def test_when_the_default_is_best_on_every_seed_it_stays_the_best(tmp_path, caps
     assert summary["best_trial"] == summary["default_trial"] == 0 and summary["best_is_default"]
     assert {c["trial_id"]: c["wins"] for c in summary["reeval"]["candidates"]}[0] == 2
     assert "no trial beat the default" in Path(summary["best_experiment"]).read_text()
+
+
+@pytest.mark.slow
+def test_an_interrupted_re_evaluation_resumes_without_running_anything_twice(tmp_path):
+    """SIGTERM while the default's second-seed run hangs: the study ends KILLED (exit 130) with the first seed's
+    run kept; the same command then runs only the missing one."""
+    command = [sys.executable, "run.py", *study_args(
+        tmp_path, "hpo=tpe", "search_space=glue_default", "hpo.max_trials=2", "hpo.max_resource=1",
+        "hpo.reeval_seeds=[1,2]", "hpo.reeval_top_k=1", "hpo.study_name=cut", *OPTIMAL)]
+    reeval = tmp_path / "hpo" / "cut" / "reeval"
+    env = {**os.environ, "SAGELAB_SYNTHETIC_HANG": "reeval-t0-s2"}  # the default is the top trial: t0 only
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                 start_new_session=True)
+        deadline = time.monotonic() + 180
+        while not ((reeval / "reeval-t0-s1" / "run.json").exists()
+                   and (reeval / "reeval-t0-s2" / "command.txt").exists()):
+            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+            time.sleep(0.2)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=60) == 130
+    kept = (reeval / "reeval-t0-s1" / "run.json").stat().st_mtime_ns
+    assert not (reeval / "reeval-t0-s2" / "run.json").exists()
+
+    second = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "1 of 2 runs to go" in second.stdout and "wins 2/2  <- chosen" in second.stdout
+    assert (reeval / "reeval-t0-s1" / "run.json").stat().st_mtime_ns == kept
 
 
 def read_csv_rounds(folder: Path) -> list[dict]:

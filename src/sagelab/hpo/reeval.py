@@ -11,8 +11,9 @@ that finished every seed compete; ties go to more wins, then to the better searc
 mean ± std (sample std) and wins out of the seeds (the best on that seed; a tie is a win for each) are reported.
 
 It is called from :func:`sagelab.hpo.study.finalize` once a session ends normally, so every backend gets it in
-one place. A run that finished is kept (``reeval/<id>/run.json``): a re-evaluation cut short resumes with the
-study's command, and extending the study re-evaluates only what is new. Runs go ``hpo.n_workers`` at a time.
+one place. A run that completed is kept (``reeval/<id>/run.json``): a re-evaluation cut short resumes with the
+study's command, extending the study re-evaluates only what is new, and a failed run is tried again then. Runs go
+``hpo.n_workers`` at a time.
 """
 
 from __future__ import annotations
@@ -135,24 +136,29 @@ class _Runs:
         self.spec, self.total, self.done = spec, total, 0
         self.live: set[Any] = set()
         self.lock = threading.Lock()
+        self.stopping = False  # the study is interrupted: start nothing more, record nothing cut short
 
     def kill_all(self) -> None:
         from sagelab.hpo.lifeline import kill
 
         with self.lock:
+            self.stopping = True
             for proc in list(self.live):
                 kill(proc)
 
     def run_all(self, jobs: Sequence[tuple[dict[str, Any], int]]) -> None:
         from sagelab.hpo.lifeline import interrupt_on_signals
 
-        with interrupt_on_signals(self.kill_all), ThreadPoolExecutor(max_workers=self.spec.n_workers) as pool:
-            try:
+        pool = ThreadPoolExecutor(max_workers=self.spec.n_workers)
+        try:
+            with interrupt_on_signals(self.kill_all):
                 for future in [pool.submit(self.one, c, s) for c, s in jobs]:
                     future.result()
-            except KeyboardInterrupt:
-                self.kill_all()
-                raise
+        except BaseException:
+            self.kill_all()
+            pool.shutdown(wait=True, cancel_futures=True)  # queued runs never start
+            raise
+        pool.shutdown(wait=True)
 
     def one(self, candidate: dict[str, Any], seed: int) -> None:
         from sagelab.config import PROJECT_ROOT
@@ -165,21 +171,23 @@ class _Runs:
         argv = spec.trial_argv(name, candidate["config"], extra=[f"seed={seed}"])
         (folder / "command.txt").write_text(" ".join(argv) + "\n")
         with open(folder / "std.out", "w") as out, open(folder / "std.err", "w") as err:
-            proc = launch(argv, cwd=PROJECT_ROOT, stdout=out, stderr=err)
             with self.lock:
+                if self.stopping:
+                    return
+                proc = launch(argv, cwd=PROJECT_ROOT, stdout=out, stderr=err)
                 self.live.add(proc)
             try:
                 code = wait(proc, spec.trial_timeout_s)
             finally:
                 with self.lock:
                     self.live.discard(proc)
+            if self.stopping:  # killed with the study: run again when its command is
+                return
             reason = timed_out(name, spec.trial_timeout_s or 0, err) if code is None else None
         history = (read_json(folder / "result.json") or {}).get("history") or []
         status = "completed" if code == 0 and len(history) >= spec.max_resource else "failed"
         reason = reason or (f"exit code {code}" if code != 0 else None) or \
             (f"{len(history)} of {spec.max_resource} rounds reported" if status == "failed" else None)
-        if code is not None and code < 0 and not history:  # killed with the study: not a failure of its own
-            return
         write_json(folder / "run.json", {"status": status, "returncode": code, "reason": reason, "seed": seed,
                                          "trial_id": candidate["trial_id"]})
         with self.lock:

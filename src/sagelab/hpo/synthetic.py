@@ -13,7 +13,9 @@ every trial, like any override of the study's command) makes the trials with
 those ids crash with a traceback before their first report, whatever
 configuration they drew and in whatever order they were scheduled: that is how
 tests make trials fail deterministically. ``+synthetic.hang_trials=[2]`` makes
-trials hang (sleep forever) before their first report, for ``hpo.trial_timeout_s``.
+trials hang (sleep forever) before their first report, for ``hpo.trial_timeout_s``; the environment variable
+``SAGELAB_SYNTHETIC_HANG`` (comma-separated ids) does the same without changing the study's command, so a test
+can stop a study at a chosen run and resume it with the same command.
 ``+synthetic.gate=<file>`` holds every trial before its first report until that file exists: a test
 releases them when it has done what must happen "mid-trial" (e.g. kill a shared study's worker).
 ``+synthetic.seed_noise=<a>`` adds a deterministic "training noise" in [-a, a] to the error, drawn from the run's
@@ -29,6 +31,7 @@ Simulated training time (not the real sleep) drives ``train_time_s`` and
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -90,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     if chosen(args, "synthetic.crash_trials", trial):
         raise RuntimeError(f"trial {trial} crashes on purpose (synthetic.crash_trials="
                            f"{args['synthetic.crash_trials']})")
-    while chosen(args, "synthetic.hang_trials", trial):  # a trial that never ends: only a timeout stops it
+    hang = os.environ.get("SAGELAB_SYNTHETIC_HANG", "").split(",")
+    while chosen(args, "synthetic.hang_trials", trial) or trial in hang:  # only a timeout or a kill stops it
         time.sleep(3600)
     instance_file = PROJECT_ROOT / "conf" / "instance" / f"{args.get('instance', 'local_cpu2')}.yaml"
     instance = yaml.safe_load(instance_file.read_text())
