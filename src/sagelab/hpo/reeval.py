@@ -199,7 +199,7 @@ class _Runs:
               f"| {self.done}/{self.total}", flush=True)
 
 
-def line(block: Mapping[str, Any], objective: str) -> list[str]:
+def report_lines(block: Mapping[str, Any], objective: str) -> list[str]:
     """The report's lines: each configuration's mean ± std of ``objective`` and its wins, winner marked."""
     n = len(block["seeds"])
     out = [f"re-evaluated on seeds {', '.join(map(str, block['seeds']))} (mean ± std of {objective}, wins of {n}):"]

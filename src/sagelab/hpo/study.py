@@ -294,9 +294,9 @@ def _print_summary(spec: StudySpec, summary: dict[str, Any]) -> None:
         if "default" in summary:
             print(f"  {default_line(summary)}")
         if summary.get("reeval"):
-            from sagelab.hpo.reeval import line
+            from sagelab.hpo.reeval import report_lines
 
-            print("\n".join(f"  {text}" for text in line(summary["reeval"], summary["objectives"][0])))
+            print("\n".join(f"  {text}" for text in report_lines(summary["reeval"], summary["objectives"][0])))
         from sagelab.hpo.best import reproduce_command
 
         print(f"  reproduce: {reproduce_command(Path(summary['best_experiment']))}")
