@@ -110,7 +110,13 @@ def test_shipped_glue_spaces_compose_and_validate(name, extra):
     cfg = compose_config("task=glue_mrpc", f"search_space={name}", tiny=False)
     space = SearchSpace.from_config(cfg.search_space)
     assert space.name == name and len(space.params) == extra
-    assert space.params["lr"].low == 1e-6 and space.params["lr"].high == 1e-4
+    if extra == 3:  # the seed's range; the spaces with a model choice give each model its own
+        assert space.params["lr"].low == 1e-6 and space.params["lr"].high == 1e-4
+    else:
+        lr = space.params["lr"]
+        assert lr.given == "model" and lr.low is None
+        assert (lr.branch("minilm").low, lr.branch("minilm").high) == (1e-5, 2e-4)
+        assert (lr.branch("bert_tiny").low, lr.branch("bert_tiny").high) == (5e-5, 5e-3)
     assert (space.params["batch_size"].low, space.params["batch_size"].high) == (16, 48)
     assert space.params["warmup_ratio"].high == 0.5
     space.validate_against(cfg)
@@ -148,3 +154,88 @@ def test_space_files_are_plain_yaml(tmp_path: Path):
         if "defaults" in node:
             continue
         SearchSpace.from_config(node)
+
+
+CONDITIONAL = {
+    "name": "c",
+    "params": {
+        "lr": {"type": "loguniform", "key": "optim.lr", "given": "model",
+               "ranges": {"minilm": {"low": 1e-5, "high": 2e-4}, "bert_tiny": {"low": 1e-3, "high": 1e-2}}},
+        "batch_size": {"type": "randint", "low": 16, "high": 48, "key": "optim.batch_size"},
+        "model": {"type": "choice", "values": ["minilm", "bert_tiny"], "key": "model"},
+    },
+}
+
+
+def test_a_conditional_parameter_is_one_parameter_per_choice_for_the_backends():
+    from optuna.distributions import FloatDistribution
+
+    space = SearchSpace.from_config(CONDITIONAL)
+    assert set(space.syne_tune()) == set(space.ray()) == {"lr@minilm", "lr@bert_tiny", "batch_size", "model"}
+    assert space.optuna()["lr@bert_tiny"] == FloatDistribution(1e-3, 1e-2, log=True)
+    raw = {"lr@minilm": 3e-5, "lr@bert_tiny": 5e-3, "batch_size": 20, "model": "bert_tiny"}
+    assert space.effective(raw) == {"lr": 5e-3, "batch_size": 20, "model": "bert_tiny"}
+    assert space.overrides(raw) == ["optim.lr=0.005", "optim.batch_size=20", "model=bert_tiny"]
+    assert space.effective(space.effective(raw)) == space.effective(raw)  # an effective config stays as it is
+    back = space.to_backend({"lr": 5e-3, "batch_size": 20, "model": "bert_tiny"}, fill=True)
+    assert back["lr@bert_tiny"] == 5e-3 and space.params["lr"].branch("minilm").contains(back["lr@minilm"])
+    assert "lr@minilm" not in space.to_backend({"lr": 5e-3, "model": "bert_tiny"})
+    assert SearchSpace.from_config(space.to_dict()).to_dict() == space.to_dict()  # spec.json round trip
+
+
+def test_optuna_suggests_the_chosen_models_lr_inside_its_range():
+    import optuna
+
+    space = SearchSpace.from_config(CONDITIONAL)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        config = space.suggest(trial)
+        model = config["model"]
+        assert set(trial.params) == {"model", f"lr@{model}", "batch_size"}  # only the chosen branch exists
+        lr = space.effective(config)["lr"]
+        assert space.params["lr"].branch(model).contains(lr)
+        seen.add(model)
+        study.tell(trial, 0.0)
+    assert seen == {"minilm", "bert_tiny"}
+
+
+@pytest.mark.parametrize(
+    "change, key, words",
+    [({"given": "batch_size"}, "search_space.params.lr.given", "not a choice parameter"),
+     ({"given": "nope"}, "search_space.params.lr.given", "model"),
+     ({"ranges": {"gpt9": {"low": 1e-5, "high": 1e-4}}}, "search_space.params.lr.ranges.gpt9", "not a choice"),
+     ({"ranges": {"minilm": {"low": 1e-5, "high": 1e-4}}}, "search_space.params.lr.ranges", "bert_tiny"),
+     ({"ranges": {"minilm": {"low": 1e-4, "high": 1e-5}, "bert_tiny": {"low": 1e-3, "high": 1e-2}}},
+      "search_space.params.lr.ranges.minilm.high", "greater"),
+     ({"ranges": {"minilm": {"low": 1e-5, "high": 2e-4, "key": "optim.x"}, "bert_tiny": {"low": 1e-3, "high": 1e-2}}},
+      "search_space.params.lr.ranges.minilm", "low/high")],
+)
+def test_conditional_space_errors_name_the_key(change, key, words):
+    bad = {"name": "c", "params": {**CONDITIONAL["params"], "lr": {**CONDITIONAL["params"]["lr"], **change}}}
+    with pytest.raises(ConfigError) as err:
+        SearchSpace.from_config(bad)
+    assert err.value.key == key and words in err.value.message
+
+
+def test_a_choice_left_out_of_ranges_falls_back_on_the_parameters_own_range():
+    lr = {"type": "loguniform", "key": "optim.lr", "low": 1e-6, "high": 1e-4, "given": "model",
+          "ranges": {"bert_tiny": {"low": 1e-3, "high": 1e-2}}}
+    space = SearchSpace.from_config({"name": "c", "params": {**CONDITIONAL["params"], "lr": lr}})
+    assert (space.params["lr"].branch("minilm").low, space.params["lr"].branch("minilm").high) == (1e-6, 1e-4)
+
+
+def test_the_default_must_lie_in_the_chosen_models_range(capsys):
+    from sagelab.hpo.seeding import initial_points
+
+    space = SearchSpace.from_config(CONDITIONAL)
+    points, default = initial_points({}, space, {"lr": 5e-5, "batch_size": 32, "model": "minilm"})
+    assert default == {"model": "minilm", "lr": 5e-5, "batch_size": 32} and points == [default]
+    points, default = initial_points({}, space, {"lr": 5e-5, "batch_size": 32, "model": "bert_tiny"})
+    assert default is None and points == []
+    assert "lr=5e-05 is outside loguniform 0.001..0.01 (lr's range for bert_tiny)" in capsys.readouterr().err
+    with pytest.raises(ConfigError) as err:
+        initial_points({"points_to_evaluate": [{"model": "bert_tiny", "lr": 1e-4}]}, space,
+                       {"lr": 5e-5, "batch_size": 32, "model": "minilm"})
+    assert err.value.key == "hpo.points_to_evaluate[0].lr"

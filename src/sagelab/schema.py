@@ -224,6 +224,8 @@ class HpoConfig:
     warm_start: Optional[str] = None   # an earlier study (name in hpo.dir, or its MLflow parent run id) to seed from
     resource: str = checked("epochs", one_of("epochs", "steps"))  # what one round (ASHA's rung unit) is
     round_steps: Optional[int] = checked(None, positive)  # resource=steps: optimizer steps per round
+    reeval_seeds: list[int] = field(default_factory=list)  # after the study: top-k + default again on these seeds
+    reeval_top_k: int = checked(3, positive)  # how many of the best distinct configurations are re-evaluated
 
 
 @dataclass(kw_only=True)

@@ -122,6 +122,10 @@ def write_experiment(
         from sagelab.hpo.study import default_line
 
         header.append(f"# {default_line({**against, 'objectives': list(objectives)})}")
+    if against and against.get("reeval"):
+        from sagelab.hpo.reeval import report_lines
+
+        header.extend(f"# {text}" for text in report_lines(against["reeval"], next(iter(objectives))))
     if skipped:
         header.append(f"# Not expressible here, left out: {' '.join(skipped)}")
     path.write_text("\n".join(header) + "\n" + OmegaConf.to_yaml(OmegaConf.create(body)))

@@ -117,19 +117,21 @@ def seed_study(spec: StudySpec, study: Any) -> None:
     from sagelab.hpo.seeding import ORIGIN, SEED_INDEX
 
     trials = study.get_trials(deepcopy=False)
+    space = spec.search_space()  # points are effective configs; Optuna names a conditional lr by its branch
     seeded = {t.user_attrs.get(SEED_INDEX) for t in trials if SEED_INDEX in t.user_attrs}
     for i, point in enumerate(spec.points):
         if i not in seeded:
             origin = "default" if i == 0 and spec.default_config is not None else "point"
-            study.enqueue_trial(dict(point), user_attrs={ORIGIN: origin, SEED_INDEX: i})
+            study.enqueue_trial(space.to_backend(point), user_attrs={ORIGIN: origin, SEED_INDEX: i})
     if spec.warm_trials and not any(t.user_attrs.get(ORIGIN) == "warm_start" for t in trials):
-        distributions = spec.search_space().optuna()
+        distributions = space.optuna()
         keys = [o.key for o in spec.objective_list()]
+        params = [space.to_backend(t["config"]) for t in spec.warm_trials]
         study.add_trials([optuna.trial.create_trial(
-            params=dict(t["config"]), distributions={n: distributions[n] for n in t["config"]},
+            params=p, distributions={n: distributions[n] for n in p},
             values=[float(t["values"][k]) for k in keys],
             user_attrs={ORIGIN: "warm_start", "sagelab.warm_from": f"{spec.warm_start}#{t['trial_id']}"},
-        ) for t in spec.warm_trials])
+        ) for t, p in zip(spec.warm_trials, params)])
 
 
 def _taken(study: Any) -> int:

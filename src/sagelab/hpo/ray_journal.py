@@ -40,10 +40,11 @@ class StudySearcher(Searcher):
         The study's first configurations (:meth:`StudySpec.first_configs`: the default one first) are its first
         suggestions; the ones earlier sessions already ran are not suggested again and drew nothing."""
         super().__init__()
-        self.domains = spec.search_space().ray()
+        space = spec.search_space()
+        self.domains = space.ray()  # a conditional lr: every branch drawn, the chosen one applied (as Syne Tune)
         self.rng = np.random.RandomState(spec.seed % 2**32)
         made = sum(1 for r in records if r.get("retry_of") is None)
-        first = spec.first_configs()
+        first = [space.to_backend(p, fill=True) for p in spec.first_configs()]
         self.points = first[made:]
         for _ in range(max(0, made - len(first))):
             self._draw()

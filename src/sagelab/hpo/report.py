@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from sagelab.hpo.objectives import scheduler_values, trial_metrics
 from sagelab.hpo.records import read_json, write_json
-from sagelab.hpo.spec import StudySpec
+from sagelab.hpo.spec import REEVAL_PREFIX, StudySpec
 
 EPOCH_KEY = "epoch"  # the resource attribute Syne Tune's multi-fidelity schedulers compare
 
@@ -34,6 +34,7 @@ class TrialReporter:
         self.objectives = self.spec.objective_list()
         self.price_per_hour = float(price_per_hour or 0.0)
         self.dir = self.spec.trial_dir(self.trial)
+        self.scheduled = not self.trial.startswith(REEVAL_PREFIX)  # a re-evaluation run only writes result.json
         self.path = self.dir / "result.json"
         self.started = time.perf_counter()
         self.history: list[dict[str, Any]] = []
@@ -60,10 +61,10 @@ class TrialReporter:
         self.history.append(entry)
         final = entry["round"] >= self.spec.max_resource
         should_stop = False
-        if self.spec.backend == "optuna" and self.spec.multi_fidelity and not final:
+        if self.scheduled and self.spec.backend == "optuna" and self.spec.multi_fidelity and not final:
             should_stop = self._optuna_round(values, entry["round"])
-        self._write(deferred=final and self.spec.backend == "syne_tune")
-        if self.spec.backend == "syne_tune" and not final:
+        self._write(deferred=final and self.scheduled and self.spec.backend == "syne_tune")
+        if self.scheduled and self.spec.backend == "syne_tune" and not final:
             self._syne_tune_line(entry)
         return should_stop
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from sagelab.config import ConfigError
-from sagelab.hpo.space import Param, SearchSpace, plain
+from sagelab.hpo.space import BRANCH, Param, SearchSpace, plain
 
 ORIGIN = "sagelab.origin"  # Optuna user attribute: default | point | warm_start (absent: sampled)
 SEED_INDEX = "sagelab.seed_index"  # position of an enqueued point in spec.points (idempotent seeding)
@@ -49,9 +49,12 @@ def coerce(param: Param, value: Any) -> Any:
 
 
 def describe(param: Param) -> str:
+    """``loguniform 1e-05..0.0002``; a conditional parameter's branch says whose range it is."""
+    name, _, choice = param.name.partition(BRANCH)
+    given = f" ({name}'s range for {choice})" if choice else ""
     if param.type == "choice":
-        return f"choice of {list(param.values)}"
-    return f"{param.type} {param.low}..{param.high}"
+        return f"choice of {list(param.values)}{given}"
+    return f"{param.type} {param.low}..{param.high}{given}"
 
 
 def initial_points(hpo: DictConfig | Mapping, space: SearchSpace,
@@ -61,7 +64,11 @@ def initial_points(hpo: DictConfig | Mapping, space: SearchSpace,
     default = None
     if bool(hpo.get("evaluate_default", True)):
         default, outside = {}, []
-        for name, param in space.params.items():
+        for name in space.order():  # a conditional parameter's range depends on its choice's value
+            given = space.params[name].given
+            if given is not None and default[given] is _BAD:
+                continue  # that choice is outside the space already
+            param = space.active(name, default)
             value = coerce(param, defaults.get(name))
             if value is _BAD:
                 outside.append(f"{name}={defaults.get(name)!r} is outside {describe(param)}")
@@ -85,8 +92,9 @@ def initial_points(hpo: DictConfig | Mapping, space: SearchSpace,
             if name not in space.params:
                 raise ConfigError(f"{at}.{name}", f"is not a parameter of search space {space.name} (its "
                                   f"parameters: {', '.join(space.params)}).")
-        full = {}
-        for name, param in space.params.items():
+        full: dict[str, Any] = {}
+        for name in space.order():
+            param = space.active(name, full)
             given = name in point
             value = coerce(param, point[name] if given else defaults.get(name))
             if value is _BAD and given:
@@ -108,24 +116,18 @@ def warm_points(warm_trials: list[dict[str, Any]], k: int, points: list[dict[str
     for trial in warm_trials:
         if len(out) >= k:
             break
-        full = {}
-        for name, param in space.params.items():
-            value = trial["config"].get(name, _BAD)
+        full: dict[str, Any] = {}
+        for name in space.order():
+            param = space.active(name, full)
+            value = coerce(param, trial["config"].get(name, _BAD))
             if value is _BAD:
                 value = coerce(param, defaults.get(name))
             if value is _BAD:
-                value = param.values[0] if param.type == "choice" else _middle(param)
+                value = param.middle()
             full[name] = value
         if full not in points and full not in out:
             out.append(full)
     return out
-
-
-def _middle(param: Param) -> Any:
-    if param.type == "loguniform":
-        return float((param.low * param.high) ** 0.5)
-    middle = (param.low + param.high) / 2
-    return int(round(middle)) if param.type == "randint" else float(middle)
 
 
 def warm_k(max_trials: int | None) -> int:

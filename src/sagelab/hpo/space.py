@@ -12,11 +12,23 @@ hyperparameter name to its distribution and the config key it sets::
 whose choices are option names of that group. Bounds are inclusive for every
 type, as in both Syne Tune and Optuna. Everything is checked here, before any
 trial starts, so a typo in a space never costs a trial.
+
+A parameter can be conditioned on a ``choice`` parameter (``given``): each choice gets its own range, e.g. a
+learning rate per model::
+
+      lr: {type: loguniform, key: optim.lr, given: model,
+           ranges: {minilm: {low: 1.0e-5, high: 2.0e-4}, bert_tiny: {low: 5.0e-5, high: 5.0e-3}}}
+
+``low``/``high`` (or ``values``) of the parameter itself, if set, are the range of choices ``ranges`` leaves
+out. The backends see one parameter per choice, ``lr@minilm`` and ``lr@bert_tiny`` (:meth:`SearchSpace.flat`):
+Optuna suggests only the chosen model's one (define-by-run: the lr is drawn inside that model's range, and TPE
+models each range apart); Syne Tune and Ray, which have no conditional spaces, sample all of them and only the
+chosen model's is applied (the others are inert). Records keep what the backend sampled; everything a user
+reads (overrides, trials.csv, the best configuration) shows the effective ``lr`` (:meth:`SearchSpace.effective`).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +41,7 @@ from sagelab.config import PROJECT_ROOT, ConfigError, group_options
 TYPES = ("loguniform", "uniform", "randint", "choice")
 _PLAIN = re.compile(r"^[A-Za-z0-9_.:/+\-]+$")
 _MISSING = object()
+BRANCH = "@"  # lr@minilm: the backends' name for the lr of model=minilm
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,19 @@ class Param:
     low: float | int | None = None
     high: float | int | None = None
     values: tuple[Any, ...] = ()
+    given: str | None = None                     # the choice parameter this one is conditioned on
+    ranges: tuple[tuple[Any, "Param"], ...] = ()  # (choice, this parameter's distribution for it)
+
+    @property
+    def conditional(self) -> bool:
+        return self.given is not None
+
+    def branch(self, choice: Any) -> "Param":
+        """The distribution for ``given = choice`` (a parameter named ``<name>@<choice>``)."""
+        for option, param in self.ranges:
+            if option == choice or str(option) == str(choice):
+                return param
+        raise KeyError(f"{self.name}: no range for {self.given}={choice!r}")
 
     # -- translation ----------------------------------------------------------
     def to_syne_tune(self) -> Any:
@@ -76,6 +102,15 @@ class Param:
         if self.type == "randint":
             return tune.randint(int(self.low), int(self.high) + 1)
         return tune.choice(list(self.values))
+
+    def middle(self) -> Any:
+        """A value in the middle of the range (the geometric middle for loguniform; a choice's first value)."""
+        if self.type == "choice":
+            return self.values[0]
+        if self.type == "loguniform":
+            return float((self.low * self.high) ** 0.5)
+        middle = (self.low + self.high) / 2
+        return int(round(middle)) if self.type == "randint" else float(middle)
 
     def contains(self, value: Any) -> bool:
         if self.type == "choice":
@@ -127,10 +162,12 @@ class SearchSpace:
         raw = data.get("params") or {}
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{where}.params", f"must be a mapping of name -> distribution, got {raw!r}.")
+        from sagelab.hpo.space_parse import branches, parse_param
+
         params: dict[str, Param] = {}
         keys_seen: dict[str, str] = {}
         for pname, spec in raw.items():
-            param = _parse_param(str(pname), spec, f"{where}.params.{pname}")
+            param = parse_param(str(pname), spec, f"{where}.params.{pname}", conditional_ok=True)
             if param.key in keys_seen:
                 raise ConfigError(
                     f"{where}.params.{pname}.key",
@@ -138,6 +175,9 @@ class SearchSpace:
                 )
             keys_seen[param.key] = param.name
             params[param.name] = param
+        for pname, param in params.items():
+            if param.given is not None:
+                params[pname] = branches(param, raw[pname], params, f"{where}.params.{pname}")
         return cls(name=name, params=params)
 
     # -- checks against the composed config -----------------------------------
@@ -165,35 +205,84 @@ class SearchSpace:
             if isinstance(current, DictConfig):
                 raise ConfigError(f"{at}.key", f"'{param.key}' is a section, not a value or a config group.")
 
+    # -- conditional parameters ------------------------------------------------
+    def order(self) -> list[str]:
+        """Parameter names with every ``given`` choice before the parameters conditioned on it."""
+        return sorted(self.params, key=lambda n: self.params[n].conditional)
+
+    def active(self, name: str, config: Mapping[str, Any]) -> Param:
+        """``name``'s distribution for ``config`` (its branch for the chosen ``given`` value)."""
+        param = self.params[name]
+        return param.branch(plain(config.get(param.given))) if param.conditional else param
+
+    def flat(self) -> dict[str, Param]:
+        """The parameters the backends sample: a conditional parameter as one per choice (``lr@minilm``)."""
+        out: dict[str, Param] = {}
+        for name, param in self.params.items():
+            out.update({p.name: p for _, p in param.ranges} if param.conditional else {name: param})
+        return out
+
+    def effective(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """What a configuration sets, by parameter name: a conditional parameter takes its chosen branch's value
+        (``lr`` = ``lr@minilm`` when model=minilm). An effective configuration is returned as it is."""
+        out: dict[str, Any] = {}
+        for name, param in self.params.items():
+            if name in config:
+                out[name] = plain(config[name])
+            elif param.conditional and param.given in config:
+                branch = self.active(name, config).name
+                if branch in config:
+                    out[name] = plain(config[branch])
+        return out
+
+    def to_backend(self, config: Mapping[str, Any], fill: bool = False) -> dict[str, Any]:
+        """An effective configuration as the backends name it (``lr`` -> ``lr@<chosen model>``). ``fill``: give
+        the other branches a value too (their middle), for backends whose configs hold every flat parameter."""
+        out: dict[str, Any] = {}
+        for name, param in self.params.items():
+            if not param.conditional:
+                if name in config:
+                    out[name] = config[name]
+                continue
+            chosen = self.active(name, config).name if param.given in config else None
+            for _, branch in param.ranges:
+                if branch.name == chosen and name in config:
+                    out[branch.name] = config[name]
+                elif fill:
+                    out[branch.name] = branch.middle()
+        return out
+
     # -- translation ----------------------------------------------------------
     def syne_tune(self) -> dict[str, Any]:
-        return {name: p.to_syne_tune() for name, p in self.params.items()}
+        return {name: p.to_syne_tune() for name, p in self.flat().items()}
 
     def ray(self) -> dict[str, Any]:
-        return {name: p.to_ray() for name, p in self.params.items()}
+        return {name: p.to_ray() for name, p in self.flat().items()}
 
     def optuna(self) -> dict[str, Any]:
-        return {name: p.to_optuna() for name, p in self.params.items()}
+        return {name: p.to_optuna() for name, p in self.flat().items()}
 
     def suggest(self, trial: Any) -> dict[str, Any]:
-        """Sample a configuration through an Optuna trial (records it in the study)."""
+        """Sample a configuration through an Optuna trial (records it in the study), define-by-run: a
+        conditional parameter is suggested under its chosen branch's name, within that branch's range."""
         out: dict[str, Any] = {}
-        for name, p in self.params.items():
+        for name in self.order():
+            p = self.active(name, out)
             if p.type == "choice":
-                out[name] = trial.suggest_categorical(name, list(p.values))
+                out[p.name] = trial.suggest_categorical(p.name, list(p.values))
             elif p.type == "randint":
-                out[name] = trial.suggest_int(name, int(p.low), int(p.high))
+                out[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high))
             else:
-                out[name] = trial.suggest_float(name, float(p.low), float(p.high), log=p.type == "loguniform")
+                out[p.name] = trial.suggest_float(p.name, float(p.low), float(p.high), log=p.type == "loguniform")
         return out
 
     def overrides(self, config: Mapping[str, Any]) -> list[str]:
         """Hydra overrides for a sampled configuration (names not in the space are ignored)."""
-        return [self.params[n].override(plain(v)) for n, v in config.items() if n in self.params]
+        return [self.params[n].override(v) for n, v in self.effective(config).items()]
 
     def keys(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """``{config key: value}`` for a sampled configuration."""
-        return {self.params[n].key: plain(v) for n, v in config.items() if n in self.params}
+        return {self.params[n].key: v for n, v in self.effective(config).items()}
 
     def defaults(self, cfg: DictConfig) -> dict[str, Any]:
         """The composed config's own values for each parameter (the "default configuration")."""
@@ -209,68 +298,20 @@ class SearchSpace:
         params = {}
         for name, p in self.params.items():
             entry: dict[str, Any] = {"type": p.type, "key": p.key}
-            if p.type == "choice":
-                entry["values"] = list(p.values)
+            if p.conditional:
+                entry["given"] = p.given
+                entry["ranges"] = {str(c): _bounds(b) for c, b in p.ranges}
             else:
-                entry.update(low=p.low, high=p.high)
+                entry.update(_bounds(p))
             params[name] = entry
         return {"name": self.name, "params": params}
+
+
+def _bounds(p: Param) -> dict[str, Any]:
+    return {"values": list(p.values)} if p.type == "choice" else {"low": p.low, "high": p.high}
 
 
 def plain(value: Any) -> Any:
     """numpy scalars -> Python scalars, so they print and serialise plainly."""
     item = getattr(value, "item", None)
     return item() if callable(item) else value
-
-
-def _number(spec: Mapping, field_name: str, at: str) -> float | int:
-    if field_name not in spec or spec[field_name] is None:
-        raise ConfigError(f"{at}.{field_name}", "is required for this type.")
-    value = spec[field_name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        hint = ""
-        if isinstance(value, str) and re.match(r"^[0-9.]+e-?[0-9]+$", value):
-            hint = f" (YAML reads {value} as text: write it with a decimal point, e.g. 1.0e-6)"
-        raise ConfigError(f"{at}.{field_name}", f"must be a number, got {value!r}{hint}.")
-    if not math.isfinite(value):
-        raise ConfigError(f"{at}.{field_name}", f"must be finite, got {value!r}.")
-    return value
-
-
-def _parse_param(name: str, spec: Any, at: str) -> Param:
-    if not isinstance(spec, Mapping):
-        raise ConfigError(at, f"must be a mapping with type and key, got {spec!r}.")
-    unknown = set(spec) - {"type", "key", "low", "high", "values"}
-    if unknown:
-        raise ConfigError(at, f"unknown field(s) {', '.join(sorted(unknown))}; allowed: type, key, low, high, values.")
-    kind = spec.get("type")
-    if kind not in TYPES:
-        raise ConfigError(f"{at}.type", f"is {kind!r}; allowed values are {', '.join(TYPES)}.")
-    key = spec.get("key")
-    if not isinstance(key, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", key):
-        raise ConfigError(f"{at}.key", f"must be a dotted config key such as optim.lr, got {key!r}.")
-    if kind == "choice":
-        values = spec.get("values")
-        if not isinstance(values, (list, tuple)) or len(values) == 0:
-            raise ConfigError(f"{at}.values", f"must be a non-empty list, got {values!r}.")
-        if len(set(map(repr, values))) != len(values):
-            raise ConfigError(f"{at}.values", f"has duplicates: {list(values)!r}.")
-        for v in values:
-            if not isinstance(v, (str, int, float, bool)) or v is None:
-                raise ConfigError(f"{at}.values", f"entries must be strings or numbers, got {v!r}.")
-        if len({type(v) for v in values}) > 1:
-            raise ConfigError(f"{at}.values", f"entries must all have one type, got {list(values)!r}.")
-        return Param(name=name, type=kind, key=key, values=tuple(values))
-    if "values" in spec:
-        raise ConfigError(f"{at}.values", f"only applies to type: choice (this one is {kind}).")
-    low, high = _number(spec, "low", at), _number(spec, "high", at)
-    if kind == "randint":
-        for fname, v in (("low", low), ("high", high)):
-            if float(v) != int(v):
-                raise ConfigError(f"{at}.{fname}", f"must be a whole number for randint, got {v!r}.")
-        low, high = int(low), int(high)
-    if not low < high:
-        raise ConfigError(f"{at}.high", f"must be greater than low ({low!r}), got {high!r}.")
-    if kind == "loguniform" and low <= 0:
-        raise ConfigError(f"{at}.low", f"must be > 0 for loguniform, got {low!r}.")
-    return Param(name=name, type=kind, key=key, low=low, high=high)

@@ -43,6 +43,7 @@ ALGORITHMS: dict[str, tuple[str, bool, bool]] = {
 RAY_ALGORITHMS = ("asha", "random")
 # hpo.latency: warm-up calls, then timed calls (the fastest counts) of predict_step on the first validation batch
 LATENCY_DEFAULTS = {"warmup": 2, "repeats": 10}
+REEVAL_PREFIX = "reeval-"  # a re-evaluation run (sagelab.hpo.reeval): reeval/<id>, reports to no scheduler
 DEFAULT_TRIAL_OVERRIDES = (
     "checkpoint.save_model=false",
     "checkpoint.every_n_steps=0",
@@ -98,6 +99,8 @@ class StudySpec:
     resource: str = "epochs"  # a round is an epoch, or (steps) round_steps optimizer steps
     round_steps: int | None = None
     accumulate: int = 1  # trainer.accumulate_grad_batches: batches per optimizer step
+    reeval_seeds: list[int] = field(default_factory=list)  # sagelab.hpo.reeval (empty: off)
+    reeval_top_k: int = 3
 
     # -- derived ------------------------------------------------------------------
     @property
@@ -147,7 +150,8 @@ class StudySpec:
         return [dict(p) for p in [*self.points, *extra]]
 
     def trial_dir(self, trial_id: int | str) -> Path:
-        return self.dir / "trials" / str(trial_id)
+        """``trials/<id>``, or ``reeval/<id>`` for a re-evaluation run (:data:`REEVAL_PREFIX`: no search trial)."""
+        return self.dir / ("reeval" if str(trial_id).startswith(REEVAL_PREFIX) else "trials") / str(trial_id)
 
     def trial_argv(self, trial_id: int | str, config: dict[str, Any], extra: Sequence[str] = ()) -> list[str]:
         """The command of one trial: an ordinary sagelab run plus the reporting callback."""
@@ -316,12 +320,15 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
     if grace_s <= heartbeat_s:
         raise ConfigError("hpo.grace_s", f"({grace_s}) must exceed hpo.heartbeat_s ({heartbeat_s}), or live trials "
                           "would be taken for dead ones.")
+    from sagelab.hpo.reeval import options
     from sagelab.hpo.seeding import initial_points
     from sagelab.hpo.warm_start import resolve
 
+    reeval_seeds, reeval_top_k = options(hpo, storage)
     defaults = space.defaults(cfg)
     points, default_config = initial_points(hpo, space, defaults)
-    warm_ref, warm_trials = resolve(hpo, name, study_dir.parent, str(cfg.logger.tracking_uri), space, objectives)
+    warm_ref, warm_trials = resolve(hpo, name, study_dir.parent, str(cfg.logger.tracking_uri), space, objectives,
+                                    defaults)
     latency = dict(OmegaConf.to_container(hpo.get("latency") or {}, resolve=True))
     for key in latency:
         if key not in LATENCY_DEFAULTS:  # batch_size is gone: predict_step gets the whole first validation batch
@@ -372,6 +379,7 @@ def build_spec(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Study
         resource=resource,
         round_steps=round_steps,
         accumulate=int(OmegaConf.select(cfg, "trainer.accumulate_grad_batches", default=1) or 1),
+        reeval_seeds=reeval_seeds, reeval_top_k=reeval_top_k,
     )
 
 

@@ -9,7 +9,8 @@
    (:mod:`sagelab.hpo.optuna_study`) or, with ``hpo.backend=ray``, Ray Tune on a Ray cluster
    (:mod:`sagelab.hpo.ray_study`) until the budget is spent;
 4. :func:`finalize`: trials.csv, the Pareto front (pareto.csv + PNG plots),
-   the hypervolume, the best configuration as ``conf/experiment/hpo/hpo_<study>.yaml``,
+   the hypervolume, with ``hpo.reeval_seeds`` the top configurations and the default re-evaluated on those
+   seeds (:mod:`sagelab.hpo.reeval`), the best configuration as ``conf/experiment/hpo/hpo_<study>.yaml``,
    all logged to the parent run; trial runs the scheduler killed are closed as KILLED.
 
 With ``hpo.storage`` set (Optuna), the study lives in a shared database instead and every process running
@@ -93,7 +94,10 @@ def _run_session(cfg: DictConfig, spec: StudySpec) -> dict[str, Any]:
     try:
         with interrupt_on_signals():
             info = backend.run(spec, state)
-    except KeyboardInterrupt:
+        # a study that gave up is finalized as it stands; one that spent its budget is re-evaluated first
+        summary = {**finalize(spec, parent, reevaluate=not info.get("gave_up")), "session": info,
+                   "session_s": time.monotonic() - started}
+    except KeyboardInterrupt:  # in a trial or in a re-evaluation run: the study resumes from here
         summary = finalize(spec, parent)
         parent.finish("KILLED")
         print(f"sagelab hpo: study {spec.name} interrupted after {summary['n_trials']} trials; "
@@ -102,7 +106,6 @@ def _run_session(cfg: DictConfig, spec: StudySpec) -> dict[str, Any]:
     except BaseException as err:
         parent.finish("FAILED", f"{type(err).__name__}: {err}")
         raise
-    summary = {**finalize(spec, parent), "session": info, "session_s": time.monotonic() - started}
     if info.get("gave_up"):
         message = give_up_message(spec.name, summary["n_failed"], spec.max_failures)
         parent.finish("FAILED", message)
@@ -122,6 +125,7 @@ def trials_table(spec: StudySpec, records: list[dict[str, Any]] | None = None) -
     import pandas as pd
 
     objectives = spec.objective_list()
+    space = spec.search_space()
     rows = []
     for record in load_trials(spec.dir) if records is None else records:
         result = record.get("result") or {}
@@ -133,7 +137,8 @@ def trials_table(spec: StudySpec, records: list[dict[str, Any]] | None = None) -
             "full_fidelity": len(history) >= spec.max_resource,
             "mlflow_run_id": result.get("mlflow_run_id"),
         }
-        row.update({f"config.{k}": v for k, v in (record.get("config") or {}).items()})
+        # what the trial set (a conditional lr: the chosen branch's), not every branch the backend sampled
+        row.update({f"config.{k}": v for k, v in space.effective(record.get("config") or {}).items()})
         if history:
             last = history[-1]
             for obj in objectives:
@@ -149,9 +154,11 @@ def trials_table(spec: StudySpec, records: list[dict[str, Any]] | None = None) -
     return pd.DataFrame(rows)
 
 
-def finalize(spec: StudySpec, parent: Any | None = None, records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def finalize(spec: StudySpec, parent: Any | None = None, records: list[dict[str, Any]] | None = None,
+             reevaluate: bool = False) -> dict[str, Any]:
     """Write the study's results (CSV, front, plots, hypervolume, best config) and log them to ``parent``
-    (``records``: see :func:`trials_table`)."""
+    (``records``: see :func:`trials_table`). ``reevaluate``: the study ended normally, so ``hpo.reeval_seeds``
+    (if set) re-evaluates its top configurations and the default, and the best is the winner of that."""
     import numpy as np
 
     from sagelab.hpo import pareto
@@ -191,6 +198,12 @@ def finalize(spec: StudySpec, parent: Any | None = None, records: list[dict[str,
         summary.update(best_trial=record["trial_id"], best=values, best_config=record["config"],
                        best_full_fidelity=bool(best["full_fidelity"]))
         summary.update(against_default(spec, scored, record["trial_id"], values))
+        if reevaluate and spec.reeval_seeds:
+            from sagelab.hpo import reeval
+
+            reeval.apply(spec, scored, summary)
+            record = {"trial_id": summary["best_trial"], "config": summary["best_config"]}
+            values = dict(summary["best"])
         path = write_experiment(spec, record, values, Path(spec.experiment_dir), against=summary)
         summary["best_experiment"] = str(path)
     table.to_csv(out / "trials.csv", index=False)
@@ -239,6 +252,11 @@ def _log_parent(spec: StudySpec, parent: Any, summary: dict[str, Any], table: An
     metrics.update({f"default_{k.replace('/', '_')}": v for k, v in (summary.get("default") or {}).items()})
     if summary.get("improvement") is not None:
         metrics["improvement_over_default"] = float(summary["improvement"])
+    if summary.get("reeval"):
+        from sagelab.hpo.reeval import metrics as reeval_metrics
+
+        metrics.update(reeval_metrics(summary["reeval"]))
+        parent.set_tag("sagelab.hpo.reeval_winner", str(summary["reeval"]["winner_trial"]))
     parent.log_metrics(metrics)
     parent.log_artifact(spec.results_dir, "hpo")
     if summary.get("best_experiment"):
@@ -270,9 +288,15 @@ def _print_summary(spec: StudySpec, summary: dict[str, Any]) -> None:
               f"front of {summary['pareto_size']})")
     if "best" in summary:
         best = ", ".join(f"{k}={v:.4g}" for k, v in summary["best"].items())
-        print(f"  best trial {summary['best_trial']}: {best}")
+        reeval = summary.get("reeval") or {}
+        how = f" (mean of {len(reeval['seeds'])} seeds)" if reeval.get("winner_trial") is not None else ""
+        print(f"  best trial {summary['best_trial']}{how}: {best}")
         if "default" in summary:
             print(f"  {default_line(summary)}")
+        if summary.get("reeval"):
+            from sagelab.hpo.reeval import report_lines
+
+            print("\n".join(f"  {text}" for text in report_lines(summary["reeval"], summary["objectives"][0])))
         from sagelab.hpo.best import reproduce_command
 
         print(f"  reproduce: {reproduce_command(Path(summary['best_experiment']))}")
@@ -283,7 +307,10 @@ def default_line(summary: dict[str, Any]) -> str:
     """One line: the default configuration's score and what the study gained over it."""
     first = summary["objectives"][0]
     score = f"trial {summary['default_trial']}: {first}={summary['default'][first]:.4g}"
-    if not summary["default_full_fidelity"]:
+    reeval = summary.get("reeval") or {}
+    if reeval.get("winner_trial") is not None and summary.get("improvement") is not None:
+        score += f", mean of {len(reeval['seeds'])} seeds"  # the re-evaluation's footing, for both
+    elif not summary["default_full_fidelity"]:
         score += ", stopped early"
     if summary["best_is_default"]:
         return f"no trial beat the default ({score}); the best configuration is the default one"

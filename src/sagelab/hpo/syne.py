@@ -51,9 +51,12 @@ def make_scheduler(spec: StudySpec, seed: int) -> Any:
     session's Tuner did. MO-ASHA takes no such argument; :func:`_moasha` gives it the same behaviour."""
     from syne_tune.optimizer import baselines
 
-    space = spec.search_space().syne_tune()
+    search_space = spec.search_space()
+    space = search_space.syne_tune()
     keys = [o.key for o in spec.objective_list()]
-    points = spec.first_configs()
+    # Syne Tune has no conditional spaces: it samples every branch (lr@minilm, lr@bert_tiny) and the trial applies
+    # the chosen one's; a point sets the chosen branch and the others' middle (Syne Tune wants complete configs)
+    points = [search_space.to_backend(p, fill=True) for p in spec.first_configs()]
     fidelity = dict(time_attr=EPOCH_KEY, max_t=spec.max_resource, grace_period=spec.grace_period,
                     reduction_factor=spec.reduction_factor)
     if spec.algorithm == "asha":

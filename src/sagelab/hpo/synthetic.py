@@ -13,9 +13,14 @@ every trial, like any override of the study's command) makes the trials with
 those ids crash with a traceback before their first report, whatever
 configuration they drew and in whatever order they were scheduled: that is how
 tests make trials fail deterministically. ``+synthetic.hang_trials=[2]`` makes
-trials hang (sleep forever) before their first report, for ``hpo.trial_timeout_s``.
+trials hang (sleep forever) before their first report, for ``hpo.trial_timeout_s``; the environment variable
+``SAGELAB_SYNTHETIC_HANG`` (comma-separated ids) does the same without changing the study's command, so a test
+can stop a study at a chosen run and resume it with the same command.
 ``+synthetic.gate=<file>`` holds every trial before its first report until that file exists: a test
 releases them when it has done what must happen "mid-trial" (e.g. kill a shared study's worker).
+``+synthetic.seed_noise=<a>`` adds a deterministic "training noise" in [-a, a] to the error, drawn from the run's
+``seed`` and its configuration, so re-evaluating a configuration on other seeds (``hpo.reeval_seeds``) gives
+other values, as real training does.
 ``+synthetic.mlflow=true`` gives each trial an MLflow run as a real trial has one (nested under the study's
 parent, tagged with study and trial, params, ``config.yaml``, a metric per epoch, FINISHED at the end).
 
@@ -26,6 +31,7 @@ Simulated training time (not the real sleep) drives ``train_time_s`` and
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -51,10 +57,10 @@ def parse(argv: list[str]) -> dict[str, Any]:
     return out
 
 
-def chosen(args: dict[str, Any], key: str, trial: int) -> bool:
+def chosen(args: dict[str, Any], key: str, trial: int | str) -> bool:
     """Whether ``trial`` is among the ids an option like ``+synthetic.crash_trials=[1,4]`` lists."""
     ids = args.get(key) or []
-    return trial in (ids if isinstance(ids, list) else [ids])
+    return str(trial) in [str(i) for i in (ids if isinstance(ids, list) else [ids])]
 
 
 def error_at(lr: float, batch_size: int, warmup: float, model: str, epoch: int) -> float:
@@ -62,6 +68,17 @@ def error_at(lr: float, batch_size: int, warmup: float, model: str, epoch: int) 
     offset = MODELS.get(model, MODELS["minilm"])[0]
     bowl = 0.06 * (math.log10(lr) + 4.5) ** 2 + 0.15 * (warmup - 0.1) ** 2 + 0.0004 * abs(batch_size - 24)
     return 0.12 + offset + bowl + 0.25 / epoch
+
+
+def noise(args: dict[str, Any]) -> float:
+    """``synthetic.seed_noise`` x a uniform draw in [-1, 1] fixed by the seed and the configuration."""
+    import random
+
+    amplitude = float(args.get("synthetic.seed_noise") or 0.0)
+    if not amplitude:
+        return 0.0
+    key = "|".join(str(args.get(k)) for k in ("seed", "optim.lr", "optim.batch_size", "optim.warmup_ratio", "model"))
+    return amplitude * (2.0 * random.Random(key).random() - 1.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         if key.startswith("optim.") and isinstance(value, (int, float)) and value < 0:
             print(f"sagelab: bad config: {key}: must be zero or more, got {value}.", file=sys.stderr)
             return 2
-    trial = int(args["callbacks.hpo.trial"])
+    trial = str(args["callbacks.hpo.trial"])  # a number, or a re-evaluation run's id
     if chosen(args, "synthetic.crash_trials", trial):
         raise RuntimeError(f"trial {trial} crashes on purpose (synthetic.crash_trials="
                            f"{args['synthetic.crash_trials']})")
-    while chosen(args, "synthetic.hang_trials", trial):  # a trial that never ends: only a timeout stops it
+    hang = os.environ.get("SAGELAB_SYNTHETIC_HANG", "").split(",")
+    while chosen(args, "synthetic.hang_trials", trial) or trial in hang:  # only a timeout or a kill stops it
         time.sleep(3600)
     instance_file = PROJECT_ROOT / "conf" / "instance" / f"{args.get('instance', 'local_cpu2')}.yaml"
     instance = yaml.safe_load(instance_file.read_text())
@@ -100,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(epoch_s)
         simulated += 10.0 * work * (1.0 + 16.0 / batch_size) / threads**0.8
         error = error_at(float(args.get("optim.lr", 5e-5)), batch_size,
-                         float(args.get("optim.warmup_ratio", 0.1)), model, epoch)
+                         float(args.get("optim.warmup_ratio", 0.1)), model, epoch) + noise(args)
         metric = 1.0 - error if reporter.spec.task_mode == "max" else error
         latency = latency_base / threads**0.7
         if run is not None:

@@ -23,7 +23,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from sagelab.config import ConfigError
 from sagelab.hpo.objectives import Objective
@@ -34,7 +34,8 @@ RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def resolve(hpo: Any, name: str, hpo_dir: Path, tracking_uri: str, space: SearchSpace,
-            objectives: list[Objective]) -> tuple[str | None, list[dict[str, Any]]]:
+            objectives: list[Objective], defaults: Mapping[str, Any] | None = None
+            ) -> tuple[str | None, list[dict[str, Any]]]:
     """(``hpo.warm_start``, its trials by :func:`load`) for the study ``name``; (None, []) when it is not set."""
     ref = hpo.get("warm_start")
     if ref in (None, ""):
@@ -43,16 +44,20 @@ def resolve(hpo: Any, name: str, hpo_dir: Path, tracking_uri: str, space: Search
     if ref == name:
         raise ConfigError("hpo.warm_start", f"names this study itself ({name}); a study resumes by running its "
                           "command again, warm start is for seeding a new study from an earlier one.")
-    return ref, load(ref, hpo_dir, tracking_uri, space, objectives)
+    return ref, load(ref, hpo_dir, tracking_uri, space, objectives, defaults)
 
 
-def load(ref: str, hpo_dir: Path, tracking_uri: str, space: SearchSpace,
-         objectives: list[Objective]) -> list[dict[str, Any]]:
+def load(ref: str, hpo_dir: Path, tracking_uri: str, space: SearchSpace, objectives: list[Objective],
+         defaults: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """The earlier study's usable trials, best first: ``{"trial_id", "config", "values"}``; ``values`` are the
-    minimised objective values by key, ``config`` holds the shared parameters only."""
+    minimised objective values by key, ``config`` holds the shared parameters only -- and, for a shared
+    parameter conditioned on a choice the earlier study did not make (its lr, this one's lr per model), that
+    choice's value in ``defaults`` (this study's default configuration), as :func:`~sagelab.hpo.seeding.warm_points`
+    fills any parameter the earlier space lacked."""
     spec_data, table = _read(ref, hpo_dir, tracking_uri)
     earlier = SearchSpace.from_config(spec_data["space"], where="hpo.warm_start")
     shared = [n for n in space.params if n in earlier.params]
+    implied = {p.given for n in shared if (p := space.params[n]).given and p.given not in shared}
     if not shared:
         raise ConfigError("hpo.warm_start", f"study '{ref}' searched {', '.join(earlier.params)}, which this "
                           f"space ({', '.join(space.params)}) does not share: nothing to start from.")
@@ -68,7 +73,12 @@ def load(ref: str, hpo_dir: Path, tracking_uri: str, space: SearchSpace,
     for _, row in rows.iterrows():
         if any(row[o.name] != row[o.name] for o in objectives):  # NaN: not measured
             continue
-        config = {n: coerce(space.params[n], row.get(f"config.{n}")) for n in shared}
+        config = {g: coerce(space.params[g], (defaults or {}).get(g)) for g in implied}
+        for n in [n for n in space.order() if n in shared]:  # choices first: lr is checked in the chosen range
+            config[n] = coerce(space.active(n, config), row.get(f"config.{n}")) \
+                if config.get(space.params[n].given) is not _BAD else _BAD
+            if config[n] is _BAD:
+                break
         if any(v is _BAD for v in config.values()):
             continue  # outside this study's space
         trials.append({"trial_id": int(row["trial_id"]), "config": config,
