@@ -4,40 +4,21 @@
 
 Each seed is one ``python run.py task=node_classification seed=<s>`` (an ordinary MLflow run under experiment
 ``node_classification``); the standard Planetoid split is fixed, so the spread is the model initialisation and
-dropout. Runs go one after another (this machine has two shared cores). Metrics are read from the summary table
-the runner prints at the end of each command; the CPU is printed first, since times depend on it.
+dropout. The CPU is printed first, since times depend on it.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from seed_runs import cpu_model, line, print_summary, run_one  # noqa: E402
+
 KEYS = ("test/accuracy", "test/macro_f1", "val/accuracy", "train_time_s", "wall_time_s")
-ROW = re.compile(r"^\s+(\S+)\s+(-?[0-9.]+(?:e-?\d+)?)\s*$")
-sys.path.insert(0, str(ROOT / "src"))
-
-from sagelab.hardware import cpu_model  # noqa: E402
-
-
-def run_one(overrides: list[str], seed: int) -> dict[str, float]:
-    command = [sys.executable, str(ROOT / "run.py"), "task=node_classification", f"seed={seed}",
-               "trainer.enable_progress_bar=false", *overrides]
-    started = time.monotonic()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"seed {seed} failed:\n{done.stderr[-3000:]}")
-    metrics = {m.group(1): float(m.group(2)) for line in done.stdout.splitlines() if (m := ROW.match(line))}
-    metrics["command_s"] = time.monotonic() - started
-    print(f"seed {seed}: " + "  ".join(f"{k}={metrics[k]:.4f}" for k in KEYS if k in metrics)
-          + f"  ({metrics['command_s']:.0f} s)", flush=True)
-    return metrics
 
 
 def main() -> None:
@@ -47,11 +28,11 @@ def main() -> None:
     args = parser.parse_args()
     print(f"CPU: {cpu_model()}; overrides: {' '.join(args.overrides)}")
     started = time.monotonic()
-    results = [run_one(args.overrides, seed) for seed in args.seeds]
-    for key in (*KEYS, "command_s"):
-        values = [r[key] for r in results if key in r]
-        if len(values) > 1:
-            print(f"{key:<16} {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}  (n={len(values)})")
+    results = []
+    for seed in args.seeds:
+        results.append(run_one(["task=node_classification", f"seed={seed}", *args.overrides], f"seed {seed}"))
+        print(line(f"seed {seed}", results[-1], KEYS), flush=True)
+    print_summary(results, (*KEYS, "command_s"))
     print(f"all {len(results)} seeds: {time.monotonic() - started:.0f} s")
 
 
