@@ -54,7 +54,7 @@ class _HeteroModule(L.LightningModule):
 
     def encode(self, data: HeteroPrepared) -> torch.Tensor:
         """Every node's vector (flattened order) over the message-passing graph."""
-        graph, x = data.dgl_graph(self.model.needs_self_loops), data.x
+        graph, x = data.dgl_graph(self.model.graph_flavour), data.x
         if self.device.type != "cpu":  # accelerators only; CPU runs use the shared tensors as they are
             graph, x = graph.to(self.device), {t: v.to(self.device) for t, v in x.items()}
         with torch.autocast(device_type=self.device.type, enabled=False):
@@ -67,14 +67,15 @@ class _HeteroModule(L.LightningModule):
 class HeteroLinkModule(_HeteroModule):
     """Link prediction on the target edge type of a heterogeneous graph."""
 
-    def __init__(self, dims: dict[str, int], counts: dict[str, int], num_rels: int, offsets: Sequence[int], *,
+    def __init__(self, dims: dict[str, int], counts: dict[str, int], relations: Sequence[str],
+                 offsets: Sequence[int], *,
                  arch: str, hidden_dim: int, num_layers: int, dropout: float, scorer: str = "dot", num_bases: int = 0,
                  aggregator: str = "mean", id_embedding: int = 0, neg_ratio: int = 1, hits_at: Sequence[int] = (20,),
                  lr: float = 0.01, weight_decay: float = 0.0, bias: bool = True) -> None:
         """``dims`` / ``counts``: feature width and node count per type, in the flattened graph's order;
         ``offsets``: where the target edge type's head and tail types start in it."""
         super().__init__(lr, weight_decay)
-        self.model = HeteroLinkPredictor(dims, counts, num_rels, scorer=scorer, arch=arch, hidden=hidden_dim,
+        self.model = HeteroLinkPredictor(dims, counts, relations, scorer=scorer, arch=arch, hidden=hidden_dim,
                                          layers=num_layers, dropout=dropout, num_bases=num_bases,
                                          aggregator=aggregator, id_embedding=id_embedding, bias=bias)
         self.offsets = (int(offsets[0]), int(offsets[1]))
@@ -132,14 +133,15 @@ class HeteroLinkModule(_HeteroModule):
 class HeteroNodeModule(_HeteroModule):
     """Classification of the nodes of one type of a heterogeneous graph."""
 
-    def __init__(self, dims: dict[str, int], counts: dict[str, int], num_rels: int, offset: int, num_classes: int, *,
+    def __init__(self, dims: dict[str, int], counts: dict[str, int], relations: Sequence[str], offset: int,
+                 num_classes: int, *,
                  arch: str, hidden_dim: int, num_layers: int, dropout: float, num_bases: int = 0,
                  aggregator: str = "mean", id_embedding: int = 0, lr: float = 0.01, weight_decay: float = 0.0,
                  bias: bool = True) -> None:
         """``offset``: where the target type's nodes start in the flattened graph; the last layer has
         ``num_classes`` outputs."""
         super().__init__(lr, weight_decay)
-        self.model = HeteroEncoder(dims, counts, num_rels, arch=arch, hidden=hidden_dim, layers=num_layers,
+        self.model = HeteroEncoder(dims, counts, relations, arch=arch, hidden=hidden_dim, layers=num_layers,
                                    dropout=dropout, num_bases=num_bases, aggregator=aggregator,
                                    id_embedding=id_embedding, out_dim=num_classes, bias=bias)
         self.offset, self.num_classes = int(offset), num_classes

@@ -8,10 +8,9 @@
 * **Node classification** (:func:`prepare_nodes`): a single-valued property of the target node type is the class
   (never a feature of that type); its labelled nodes are split at random with a seed.
 * **Message-passing graph**: every kept edge type plus its reverse relation (``rev_<relation>``, as R-GCN adds
-  them), each edge with R-GCN's normaliser ``1 / |N_r(dst)|``, then flattened to one DGL graph
-  (:func:`dgl.to_homogeneous`: nodes type by type, an edge-type id per edge) that R-GCN reads with its types and a
-  homogeneous GNN without them. ``task.drop_edges`` removes edge types entirely (e.g. a movie's genre edges when
-  its genre is the target: keeping them would hand the model the answer).
+  them): a DGL heterograph for R-GCN, and the same edges flattened into one homogeneous graph (node types numbered
+  one after another) for the type-blind baseline. ``task.drop_edges`` removes edge types entirely (e.g. a movie's
+  genre edges when its genre is the target: keeping them would hand the model the answer).
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ class HeteroPrepared:
     y: Any = None  # torch.Tensor (num target-type nodes,), class index or -1
     classes: list[Any] = field(default_factory=list)
     masks: dict[str, Any] = field(default_factory=dict)  # "train" / "val" / "test" -> node indices (target type)
-    _graphs: dict[bool, Any] = field(default_factory=dict, repr=False)
+    _graphs: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def ntypes(self) -> list[str]:
@@ -57,11 +56,14 @@ class HeteroPrepared:
         """The message-passing relations: each kept edge type, then each one's reverse."""
         return [*self.edges, *((d, reverse_name(r), s) for s, r, d in self.edges)]
 
-    def dgl_graph(self, self_loops: bool = False) -> Any:
-        """The flattened message-passing graph (``edata["etype"]``, ``edata["norm"]``), built once per flavour."""
-        if self_loops not in self._graphs:
-            self._graphs[self_loops] = flat_graph(self, self_loops)
-        return self._graphs[self_loops]
+    def dgl_graph(self, flavour: str) -> Any:
+        """The message-passing graph, built once per flavour: ``hetero`` (R-GCN: a DGL heterograph whose relations
+        are named by :func:`relation_name`), ``flat`` (a homogeneous GNN: every edge, both ways, nodes numbered type
+        by type) or ``flat_loops`` (the same with a self-loop per node, for GCN)."""
+        if flavour not in self._graphs:
+            self._graphs[flavour] = hetero_graph(self) if flavour == "hetero" else \
+                flat_graph(self, self_loops=flavour == "flat_loops")
+        return self._graphs[flavour]
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -152,33 +154,35 @@ def prepare_nodes(graph: HeteroPropertyGraph, features: Mapping[str, Any], name_
                           masks={k: torch.from_numpy(v) for k, v in masks.items()})
 
 
-def flat_graph(data: HeteroPrepared, self_loops: bool) -> Any:
-    """The heterograph of :meth:`HeteroPrepared.relations` with R-GCN's per-relation normaliser, flattened.
+def relation_name(etype: Etype) -> str:
+    """A relation's name in the message-passing heterograph: the whole triple, so that one edge label joining two
+    pairs of types is two relations with two weights (``|`` is no part of a valid label)."""
+    return "|".join(etype)
 
-    ``self_loops`` (a homogeneous GCN): one loop per node, and no types or norms (GraphConv reads neither)."""
+
+def hetero_graph(data: HeteroPrepared) -> Any:
+    """The DGL heterograph of :meth:`HeteroPrepared.relations` (each kept edge type and its reverse)."""
+    import torch
+
+    from sagelab.tasks.graph.dgl_shim import import_dgl
+
+    pairs = {**data.edges, **{(d, reverse_name(r), s): (dst, src) for (s, r, d), (src, dst) in data.edges.items()}}
+    spec = {(s, relation_name((s, r, d)), d): (torch.as_tensor(a, dtype=torch.int64),
+                                                torch.as_tensor(b, dtype=torch.int64))
+            for (s, r, d), (a, b) in pairs.items()}
+    return import_dgl().heterograph(spec, num_nodes_dict={t: data.graph.num_nodes(t) for t in data.ntypes})
+
+
+def flat_graph(data: HeteroPrepared, self_loops: bool) -> Any:
+    """Every message-passing edge (both directions) in one homogeneous DGL graph, node types numbered one after
+    another in :attr:`HeteroPrepared.ntypes` order (:meth:`HeteroPrepared.offset`); types are forgotten."""
     import torch
 
     from sagelab.tasks.graph.dgl_shim import import_dgl
 
     dgl = import_dgl()
-    pairs = {**data.edges, **{(d, reverse_name(r), s): (dst, src) for (s, r, d), (src, dst) in data.edges.items()}}
-    spec = {e: (torch.as_tensor(s, dtype=torch.int64), torch.as_tensor(d, dtype=torch.int64)) for e, (s, d) in pairs.items()}
-    hetero = dgl.heterograph(spec, num_nodes_dict={t: data.graph.num_nodes(t) for t in data.ntypes})
-    for etype in hetero.canonical_etypes:
-        _, dst = hetero.edges(etype=etype)
-        degree = hetero.in_degrees(etype=etype).clamp(min=1).float()
-        hetero.edges[etype].data["norm"] = (1.0 / degree[dst]).unsqueeze(-1)
-    flat = dgl.to_homogeneous(hetero, edata=["norm"])
-    order = {e: i for i, e in enumerate(data.relations())}  # our relation ids, not DGL's (sorted) ones
-    relation = torch.tensor([order[e] for e in hetero.canonical_etypes], dtype=torch.int64)[flat.edata[dgl.ETYPE]]
-    # DGL numbers node types its own way: renumber the nodes so that data.ntypes' order holds (data.offset)
-    base = torch.tensor([data.offset(t) for t in hetero.ntypes], dtype=torch.int64)
-    new_id = base[flat.ndata[dgl.NTYPE].long()] + flat.ndata[dgl.NID].long()
-    # edges sorted by relation (stable): RelGraphConv then multiplies per relation segment (presorted=True)
-    by_relation = torch.argsort(relation, stable=True)
-    src, dst = flat.edges()
-    out = dgl.graph((new_id[src][by_relation], new_id[dst][by_relation]), num_nodes=flat.num_nodes())
-    if self_loops:  # a homogeneous GCN reads neither types nor norms
-        return dgl.add_self_loop(out)
-    out.edata["norm"], out.edata["etype"] = flat.edata["norm"][by_relation], relation[by_relation]
-    return out
+    src = np.concatenate([s + data.offset(e[0]) for e, (s, _) in data.edges.items()] or [np.zeros(0, np.int64)])
+    dst = np.concatenate([d + data.offset(e[2]) for e, (_, d) in data.edges.items()] or [np.zeros(0, np.int64)])
+    both = (torch.as_tensor(np.concatenate([src, dst])), torch.as_tensor(np.concatenate([dst, src])))
+    graph = dgl.graph(both, num_nodes=sum(data.graph.num_nodes(t) for t in data.ntypes))
+    return dgl.add_self_loop(graph) if self_loops else graph

@@ -129,10 +129,13 @@ class HeteroTask(GraphTask):
 
     def shape(self) -> dict[str, Any]:
         """The constructor arguments both modules take from the prepared graph and the config."""
+        from sagelab.tasks.hetero.prepare import relation_name
+
         data, model, optim = self.prepared(), self.cfg.model, self.cfg.optim
         return dict(
             dims={t: int(data.x[t].shape[1]) for t in data.ntypes},
-            counts={t: data.graph.num_nodes(t) for t in data.ntypes}, num_rels=len(data.relations()),
+            counts={t: data.graph.num_nodes(t) for t in data.ntypes},
+            relations=[relation_name(e) for e in data.relations()],
             arch=str(model.arch), hidden_dim=int(model.hidden_dim), num_layers=int(model.num_layers),
             dropout=float(model.dropout), num_bases=int(model.get("num_bases", 0)),
             aggregator=str(model.get("aggregator", "mean")), id_embedding=int(self.cfg.task.id_embedding or 0),
