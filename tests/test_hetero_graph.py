@@ -74,6 +74,7 @@ def test_edge_types_are_found_by_triple_or_unique_relation(tmp_path: Path) -> No
     [
         ("x1,user;admin,,,\n", "", "nodes.csv: line 29:", "vertex ~label 'user;admin' is not one name"),
         ("x1,,,,\n", "", "nodes.csv: line 29:", "vertex ~label '' is empty"),
+        ("x1,v.ip,,,\n", "", "nodes.csv: line 29:", "vertex ~label 'v.ip' is not one name"),
         ("", "z1,u1,nobody,bought\n", "edges.csv: line ", "node 'nobody' is not in nodes.csv"),
         ("", "z1,u1,i1,\n", "edges.csv: line ", "edge ~label '' is empty"),
         ("", "z1,u1,i1,rev_bought\n", "edges.csv: line ", "starts with 'rev_', the prefix of the reverse relations"),

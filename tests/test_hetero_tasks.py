@@ -98,4 +98,19 @@ def test_a_bad_label_is_one_line_from_run_py(run_cli: Callable[..., Any], tmp_pa
     assert "Traceback" not in done.stderr and done.returncode == 2, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("sagelab: bad config:")]
     assert errors == [f"sagelab: bad config: {nodes}: line 29: vertex ~label 'user;admin' is not one name "
-                      "(letters, digits, _ - .; multi-label vertices are not supported)."], done.stderr[-3000:]
+                      "(letters, digits, _ and -; multi-label vertices are not supported)."], done.stderr[-3000:]
+
+
+def test_typed_inputs_take_any_valid_label_and_featureless_types() -> None:
+    """Labels that name ModuleDict methods (items, keys) are fine; a featureless type gets an id embedding, or with
+    id_embedding=0 one vector shared by all its nodes."""
+    from sagelab.tasks.hetero.nn import TypedInputs
+
+    torch.manual_seed(0)
+    x = {"items": torch.ones(3, 2), "keys": torch.zeros(4, 0)}
+    for id_embedding in (5, 0):
+        inputs = TypedInputs({"items": 2, "keys": 0}, {"items": 3, "keys": 4}, hidden=8, id_embedding=id_embedding)
+        out = inputs(x)
+        assert out.shape == (7, 8)
+        assert torch.allclose(out[0], out[2])  # equal features, equal inputs
+        assert torch.allclose(out[3], out[6]) == (id_embedding == 0)  # featureless: per-node ids, or one vector

@@ -6,8 +6,8 @@ homogeneous reader throws away: each vertex ``~label`` is a node type and each e
 nodes form a :class:`~.property_graph.PropertyGraph` of their own (ids, and only the property columns that type
 fills: an export has one header for every label), so the existing property encoders fit per property per label.
 
-Labels must be single names (letters, digits, ``_ - .``): Neptune's ``a;b`` multi-label vertices have no one node
-type, and a blank label has none at all. Edge labels may not start with ``rev_``, the prefix of the reverse relations
+Labels must be single names (letters, digits, ``_`` and ``-``; they name PyTorch modules, which refuse ``.``):
+Neptune's ``a;b`` multi-label vertices have no one node type, and a blank label has none at all. Edge labels may not start with ``rev_``, the prefix of the reverse relations
 added for message passing (:func:`reverse_name`). Every fault names the file and line (one ``ConfigError`` line).
 """
 
@@ -24,7 +24,7 @@ from sagelab.config import ConfigError
 from sagelab.tasks.graph.property_graph import Property, PropertyGraph, edge_rows, read_node_table
 
 REVERSE_PREFIX = "rev_"
-_LABEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_LABEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
 
 Etype = tuple[str, str, str]
 
@@ -87,7 +87,7 @@ class HeteroPropertyGraph:
 
 def _check_label(label: str, path: Path, line: int, what: str) -> str:
     if not _LABEL.match(label):
-        why = "is empty" if not label else "is not one name (letters, digits, _ - .; multi-label vertices are " \
+        why = "is empty" if not label else "is not one name (letters, digits, _ and -; multi-label vertices are " \
                                            "not supported)"
         raise ConfigError(str(path), f"line {line}: {what} ~label {label!r} {why}.")
     if what == "edge" and label.startswith(REVERSE_PREFIX):

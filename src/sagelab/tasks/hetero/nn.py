@@ -36,23 +36,23 @@ class TypedInputs(nn.Module):
         self.ntypes = list(dims)
         self.ids = nn.ModuleDict()
         self.project = nn.ModuleDict()
-        for ntype in self.ntypes:
-            width = dims[ntype]
+        for ntype in self.ntypes:  # keyed "ntype:<label>": a label such as "items" would shadow a ModuleDict method
+            width, key = dims[ntype], f"ntype:{ntype}"
             if width == 0:  # nothing describes these nodes: a learnt vector per node, or one for the whole type
-                self.ids[ntype] = nn.Embedding(counts[ntype] if id_embedding else 1, id_embedding or hidden)
-                nn.init.normal_(self.ids[ntype].weight, std=0.1)
+                self.ids[key] = nn.Embedding(counts[ntype] if id_embedding else 1, id_embedding or hidden)
+                nn.init.normal_(self.ids[key].weight, std=0.1)
                 width = id_embedding or hidden
-            self.project[ntype] = nn.Linear(width, hidden)
+            self.project[key] = nn.Linear(width, hidden)
 
     def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
         """``(sum of node counts, hidden)``, node types in the order of ``dims`` (the flattened graph's order)."""
         parts = []
         for ntype in self.ntypes:
-            feats = x[ntype]
-            if ntype in self.ids:
-                table = self.ids[ntype].weight
+            feats, key = x[ntype], f"ntype:{ntype}"
+            if key in self.ids:
+                table = self.ids[key].weight
                 feats = table if table.shape[0] == feats.shape[0] else table.expand(feats.shape[0], -1)
-            parts.append(self.project[ntype](feats))
+            parts.append(self.project[key](feats))
         return torch.cat(parts)
 
 
