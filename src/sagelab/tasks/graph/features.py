@@ -45,19 +45,21 @@ def default_type(kind: str, is_name: bool) -> str:
     return {"string": "category", "bool": "category", "int": "numerical", "float": "numerical", "vector": "numerical"}[kind]
 
 
-def _key(prop: str, field: str) -> str:
-    return f"task.features.{prop}.{field}"
-
-
 def resolve_specs(
-    graph: PropertyGraph, features: Mapping[str, Any] | None, name_property: str | None
+    graph: PropertyGraph, features: Mapping[str, Any] | None, name_property: str | None,
+    prefix: str = "task.features",
 ) -> list[dict[str, Any]]:
-    """Validate ``task.features`` against the graph's columns; return one full spec per property."""
+    """Validate ``task.features`` against the graph's columns; return one full spec per property. ``prefix`` is the
+    config key the specs came from (a heterogeneous graph's are ``task.features.<node type>``)."""
+
+    def _key(prop: str, field: str) -> str:
+        return f"{prefix}.{prop}.{field}"
+
     features = dict(features or {})
     for prop in features:
         if prop not in graph.properties:
             raise ConfigError(
-                f"task.features.{prop}",
+                f"{prefix}.{prop}",
                 f"the graph ({graph.source}) has no property {prop!r}; its properties are "
                 f"{', '.join(graph.properties) or 'none'}.",
             )
@@ -97,7 +99,7 @@ def resolve_specs(
         elif spec["type"] == "text":
             spec["model"] = str(given.pop("model", DEFAULT_TEXT_MODEL))
         if given:
-            raise ConfigError(f"task.features.{name}", f"unknown keys {sorted(given)} for type {spec['type']}.")
+            raise ConfigError(f"{prefix}.{name}", f"unknown keys {sorted(given)} for type {spec['type']}.")
         spec["column"] = prop.type_string
         specs.append(spec)
     return specs

@@ -21,7 +21,7 @@ import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -153,9 +153,18 @@ def _unique(names: list[str], path: Path, what: str = "column") -> None:
         first[name] = position
 
 
-def read_gremlin_csv(nodes: str | Path, edges: str | Path, separator: str = ";") -> PropertyGraph:
-    """Read a Gremlin-format nodes/edges CSV export into an undirected :class:`PropertyGraph`."""
-    nodes, edges = Path(nodes), Path(edges)
+@dataclass
+class NodeTable:
+    """The rows of a Gremlin nodes file: ids, raw ``~label`` cells, typed property columns, and each node's line."""
+
+    node_ids: list[str]
+    labels: list[str]
+    properties: dict[str, Property]
+    lines: list[int]
+
+
+def read_node_table(nodes: Path, separator: str = ";", default_label: str = "node") -> NodeTable:
+    """Read a Gremlin nodes file (header checks, typed cells, unique ids); every fault names file and line."""
     header, rows = _read_rows(nodes)
     _unique(header, nodes)
     if "~id" not in header:
@@ -170,6 +179,7 @@ def read_gremlin_csv(nodes: str | Path, edges: str | Path, separator: str = ";")
     id_pos, label_pos = header.index("~id"), header.index("~label") if "~label" in header else None
     node_ids: list[str] = []
     labels: list[str] = []
+    lines: list[int] = []
     seen: dict[str, int] = {}
     for line, row in rows:
         if len(row) != len(header):
@@ -181,7 +191,8 @@ def read_gremlin_csv(nodes: str | Path, edges: str | Path, separator: str = ";")
             raise ConfigError(str(nodes), f"line {line}: duplicate ~id {node_id!r} (first on line {seen[node_id]}).")
         seen[node_id] = line
         node_ids.append(node_id)
-        labels.append(row[label_pos].strip() if label_pos is not None else "node")
+        lines.append(line)
+        labels.append(row[label_pos].strip() if label_pos is not None else default_label)
         for pos, prop in columns:
             cell = row[pos]
             if cell.strip() == "":
@@ -192,28 +203,44 @@ def read_gremlin_csv(nodes: str | Path, edges: str | Path, separator: str = ";")
                 prop.values.append(_convert(cell.strip(), prop.kind, nodes, line, prop.name))
     if not node_ids:
         raise ConfigError(str(nodes), "has a header but no nodes.")
+    return NodeTable(node_ids, labels, {prop.name: prop for _, prop in columns}, lines)
 
+
+def edge_rows(edges: Path, index: Mapping[str, int], nodes_name: str,
+              default_label: str = "edge") -> Iterator[tuple[int, int, int, str]]:
+    """``(line, from index, to index, raw ~label)`` per row of a Gremlin edges file; an endpoint missing from
+    ``index`` (the nodes file ``nodes_name``) stops the read naming file and line."""
     header, rows = _read_rows(edges)
     _unique(header, edges)
     for required in ("~from", "~to"):
         if required not in header:
             raise ConfigError(str(edges), f"line 1: no {required} column (header: {','.join(header)}).")
     from_pos, to_pos = header.index("~from"), header.index("~to")
-    index = {nid: i for i, nid in enumerate(node_ids)}
-    src, dst = [], []
+    label_pos = header.index("~label") if "~label" in header else None
     for line, row in rows:
         if len(row) != len(header):
             raise ConfigError(str(edges), f"line {line}: {len(row)} fields, header has {len(header)}.")
-        for end in (row[from_pos].strip(), row[to_pos].strip()):
+        ends = row[from_pos].strip(), row[to_pos].strip()
+        for end in ends:
             if end not in index:
-                raise ConfigError(str(edges), f"line {line}: node {end!r} is not in {nodes.name}.")
-        src.append(index[row[from_pos].strip()])
-        dst.append(index[row[to_pos].strip()])
+                raise ConfigError(str(edges), f"line {line}: node {end!r} is not in {nodes_name}.")
+        yield line, index[ends[0]], index[ends[1]], row[label_pos].strip() if label_pos is not None else default_label
+
+
+def read_gremlin_csv(nodes: str | Path, edges: str | Path, separator: str = ";") -> PropertyGraph:
+    """Read a Gremlin-format nodes/edges CSV export into an undirected :class:`PropertyGraph`."""
+    nodes, edges = Path(nodes), Path(edges)
+    table = read_node_table(nodes, separator)
+    index = {nid: i for i, nid in enumerate(table.node_ids)}
+    src, dst = [], []
+    for _, s, d, _ in edge_rows(edges, index, nodes.name):
+        src.append(s)
+        dst.append(d)
     usrc, udst, dropped = undirected_unique(np.array(src, np.int64), np.array(dst, np.int64))
     return PropertyGraph(
-        node_ids=node_ids,
-        labels=labels,
-        properties={prop.name: prop for _, prop in columns},
+        node_ids=table.node_ids,
+        labels=table.labels,
+        properties=table.properties,
         src=usrc,
         dst=udst,
         source=str(nodes),

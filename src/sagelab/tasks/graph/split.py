@@ -57,19 +57,31 @@ def edge_keys(edges: np.ndarray, num_nodes: int) -> np.ndarray:
 
 
 def sample_eval_negatives(
-    positives: np.ndarray, all_edges: np.ndarray, num_nodes: int, num_negs: int, seed: int
+    positives: np.ndarray, all_edges: np.ndarray, num_nodes: int, num_negs: int, seed: int,
+    num_tails: int | None = None,
 ) -> np.ndarray:
-    """``(len(positives), num_negs)`` tail nodes ``w`` such that ``(u, w)`` is not an edge and ``w != u``."""
+    """``(len(positives), num_negs)`` tail nodes ``w`` such that ``(u, w)`` is not an edge and ``w != u``.
+
+    ``num_tails`` (a typed relation, :mod:`sagelab.tasks.hetero`): edges are directed from ``num_nodes`` heads to
+    ``num_tails`` tails of another index space, so pairs are keyed by direction, tails are drawn from the tails'
+    nodes and ``w == u`` is no self-pair (the two indices name different nodes)."""
     rng = np.random.default_rng(seed)
-    known = np.sort(edge_keys(all_edges, num_nodes))
+    tails_count = num_nodes if num_tails is None else num_tails
+
+    def keys(pairs: np.ndarray) -> np.ndarray:
+        if num_tails is None:
+            return edge_keys(pairs, num_nodes)
+        return pairs[:, 0].astype(np.int64) * num_tails + pairs[:, 1]
+
+    known = np.sort(keys(all_edges))
     heads = np.repeat(positives[:, 0], num_negs)
-    tails = rng.integers(0, num_nodes, size=heads.shape[0])
+    tails = rng.integers(0, tails_count, size=heads.shape[0])
     for _ in range(100):
-        pair_keys = edge_keys(np.stack([heads, tails], axis=1), num_nodes)
+        pair_keys = keys(np.stack([heads, tails], axis=1))
         pos = np.searchsorted(known, pair_keys)
         hit = (pos < len(known)) & (known[np.minimum(pos, len(known) - 1)] == pair_keys)
-        bad = hit | (tails == heads)
+        bad = hit | (tails == heads) if num_tails is None else hit
         if not bad.any():
             break
-        tails[bad] = rng.integers(0, num_nodes, size=int(bad.sum()))
+        tails[bad] = rng.integers(0, tails_count, size=int(bad.sum()))
     return tails.reshape(len(positives), num_negs)
