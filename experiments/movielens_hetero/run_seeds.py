@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,10 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.jsonl"
-ROW = re.compile(r"^\s+(\S+)\s+(-?[0-9.]+(?:e-?\d+)?)\s*$")
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "experiments"))
 
-from sagelab.hardware import cpu_model  # noqa: E402
+from seed_runs import cpu_model, run_one as run_command  # noqa: E402
 
 SETTINGS = {  # name -> (task, model, the metrics reported)
     "link_rgcn": ("hetero_link_prediction", "rgcn", ("test/auc", "test/mrr", "test/hits_at_20")),
@@ -43,21 +40,13 @@ SETTINGS = {  # name -> (task, model, the metrics reported)
     "genre_rgcn": ("hetero_node_classification", "rgcn", ("test/accuracy", "test/macro_f1")),
     "genre_graphsage": ("hetero_node_classification", "graphsage", ("test/accuracy", "test/macro_f1")),
 }
-SHARED = ["model.hidden_dim=64", "model.num_layers=2", "model.dropout=0.2", "trainer.enable_progress_bar=false",
-          "checkpoint.every_n_steps=0"]
+SHARED = ["model.hidden_dim=64", "model.num_layers=2", "model.dropout=0.2", "checkpoint.every_n_steps=0"]
 
 
 def run_one(setting: str, seed: int, epochs: int, overrides: list[str]) -> dict[str, float]:
     task, model, _ = SETTINGS[setting]
-    command = [sys.executable, str(ROOT / "run.py"), f"task={task}", f"model={model}", f"seed={seed}",
-               f"task.split.seed={seed}", f"trainer.max_epochs={epochs}", *SHARED, *overrides]
-    started = time.monotonic()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"{setting} seed {seed} failed:\n{done.stderr[-3000:]}")
-    metrics = {m.group(1): float(m.group(2)) for line in done.stdout.splitlines() if (m := ROW.match(line))}
-    metrics["command_s"] = time.monotonic() - started
-    return metrics
+    return run_command([f"task={task}", f"model={model}", f"seed={seed}", f"task.split.seed={seed}",
+                        f"trainer.max_epochs={epochs}", *SHARED, *overrides], f"{setting} seed {seed}")
 
 
 def summary(rows: list[dict]) -> list[str]:
