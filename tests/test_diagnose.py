@@ -189,7 +189,7 @@ def test_only_tasks_that_opt_in_gain_the_mode() -> None:
         "qa": ("train", "evaluate", "predict", "batch_transform", "serve"),
         "ner": ("train", "evaluate", "predict", "batch_transform"),
         "drift": ("baseline", "monitor", "report", "diagnose"),                         # opted in
-        "link_prediction": ("train", "evaluate", "recommend", "transform", "diagnose"),  # opted in
+        "link_prediction": ("train", "evaluate", "retrain", "recommend", "transform", "diagnose"),  # opted in
     }
     for task, modes in expected.items():
         cfg = compose_config(f"task={task}", *(["model=graphsage"] if task == "link_prediction" else []))

@@ -312,9 +312,11 @@ def _download_model(key: str, uri: str, tracking_uri: str) -> Path:
             client.get_run(match["run"])
         else:
             client.get_registered_model(name)
-    except Exception:
+    except Exception as err:  # MLflow raises its own exception types per store
         what = f"MLflow run '{match['run']}'" if match["run"] else f"registered model '{name}'"
-        raise ConfigError(key, f"no {what} in {tracking_uri}.") from None
+        missing = getattr(err, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
+        found = "" if missing else f" ({type(err).__name__}: {str(err)[:200]})"  # not "not found": say what
+        raise ConfigError(key, f"no {what} in {tracking_uri}{found}.") from None
     try:
         if match["version"]:
             client.get_model_version(name, match["version"])

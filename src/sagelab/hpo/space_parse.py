@@ -86,9 +86,11 @@ def branches(param: Param, spec: Mapping, params: Mapping[str, Param], at: str) 
         raise ConfigError(f"{at}.ranges", f"must map each {param.given} choice to its range, got {ranges!r}.")
     known = {str(v) for v in parent.values}
     for choice in ranges:
-        if str(choice) not in known:
+        if str(choice) not in known and str(choice) not in _group_options(parent.key):
             raise ConfigError(f"{at}.ranges.{choice}", f"is not a choice of {param.given} "
                               f"({', '.join(map(str, parent.values))}).")
+    # a range for another option of the choice's config group stays unused: the choices were narrowed
+    # (e.g. search_space.params.model.values=[bert_tiny]); any other name is a typo, refused above
     own = {k: spec.get(k) for k in ("low", "high", "values") if spec.get(k) is not None}
     branches = []
     for choice in parent.values:
@@ -103,3 +105,11 @@ def branches(param: Param, spec: Mapping, params: Mapping[str, Param], at: str) 
         branch = parse_param(f"{param.name}{BRANCH}{choice}", merged, where)
         branches.append((choice, branch))
     return Param(name=param.name, type=param.type, key=param.key, given=param.given, ranges=tuple(branches))
+
+
+def _group_options(key: Any) -> set[str]:
+    """The options of the config group a choice parameter sets (``key: model`` -> conf/model/), else none."""
+    from sagelab.config import PROJECT_ROOT, group_options
+
+    folder = PROJECT_ROOT / "conf" / str(key)
+    return set(group_options(folder)) if key and folder.is_dir() else set()
