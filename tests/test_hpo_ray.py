@@ -43,9 +43,9 @@ def test_asha_study_on_a_two_node_cluster(tmp_path, ray_address):
     rows = read_csv(study_dir / "results" / "trials.csv")
     assert summary["n_trials"] == 6 == len(rows) and summary["n_failed"] == 0
     assert summary["n_completed"] + summary["n_stopped"] == 6 and summary["n_completed"] >= 1
-    # Ray's ASHA stopped trials between rungs; completed ones ran to max_resource
+    # completed trials ran to max_resource; a stopped one may have written more rounds than Ray had seen when its
+    # stop landed (the run goes on while the scheduler decides), so only its exit below says who stopped it
     assert all(int(r["rounds"]) == 3 for r in rows if r["status"] == "completed")
-    assert all(int(r["rounds"]) < 3 for r in rows if r["status"] == "stopped")
     for row in rows:  # a stopped trial's process was ended by the trainable's cleanup, not left running
         exit_info = json.loads((study_dir / "trials" / row["trial_id"] / "exit.json").read_text())
         if row["status"] == "stopped":
