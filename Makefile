@@ -26,8 +26,9 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 run: install
 	$(PY) run.py $(ARGS)
 
+# one test file per worker, a worker per core (-n auto): the tests spend most of their time in run.py subprocesses
 test: install
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n auto --dist loadfile $(ARGS)
 
 test-slow: install
 	$(PY) -m pytest -q -m slow $(ARGS)
