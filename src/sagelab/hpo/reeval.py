@@ -239,11 +239,10 @@ def apply(spec: StudySpec, scored: Any, summary: dict[str, Any]) -> None:
     if default is None or default["n"] < len(block["seeds"]):
         summary["improvement"] = None  # no like-for-like default to compare with
         return
-    first = spec.objective_list()[0]
-    gain = first.minimised(default["mean"][first.name]) - first.minimised(winner["mean"][first.name])
-    base = abs(default["mean"][first.name])
+    from sagelab.hpo.study import improvement
+
     summary.update(default=dict(default["mean"]), default_full_fidelity=True,
-                   improvement=gain / base if base > 0 else None)
+                   improvement=improvement(spec, default["mean"], winner["mean"]))
 
 
 def metrics(block: Mapping[str, Any]) -> dict[str, float]:

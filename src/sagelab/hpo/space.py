@@ -183,11 +183,10 @@ class SearchSpace:
     # -- checks against the composed config -----------------------------------
     def validate_against(self, cfg: DictConfig, conf_dir: Path | None = None, where: str = "search_space") -> None:
         """Every key must exist in the composed config; every group choice must be a config file."""
-        conf_dir = Path(conf_dir) if conf_dir else PROJECT_ROOT / "conf"
         for param in self.params.values():
             at = f"{where}.params.{param.name}"
             current = OmegaConf.select(cfg, param.key, default=_MISSING)
-            group_dir = conf_dir / param.key.replace(".", "/")
+            group_dir = group_folder(param.key, conf_dir)
             if group_dir.is_dir() and (current is _MISSING or isinstance(current, DictConfig)):
                 if param.type != "choice":
                     raise ConfigError(f"{at}.type", f"'{param.key}' is a config group: use type: choice.")
@@ -305,6 +304,11 @@ class SearchSpace:
                 entry.update(_bounds(p))
             params[name] = entry
         return {"name": self.name, "params": params}
+
+
+def group_folder(key: str, conf_dir: Path | None = None) -> Path:
+    """The folder of the config group a parameter's key would name (``model`` -> conf/model/); may not exist."""
+    return (Path(conf_dir) if conf_dir else PROJECT_ROOT / "conf") / str(key).replace(".", "/")
 
 
 def _bounds(p: Param) -> dict[str, Any]:

@@ -10,8 +10,8 @@ import math
 import re
 from typing import Any, Mapping
 
-from sagelab.config import ConfigError
-from sagelab.hpo.space import BRANCH, TYPES, Param
+from sagelab.config import ConfigError, group_options
+from sagelab.hpo.space import BRANCH, TYPES, Param, group_folder
 
 
 def _number(spec: Mapping, field_name: str, at: str) -> float | int:
@@ -107,9 +107,7 @@ def branches(param: Param, spec: Mapping, params: Mapping[str, Param], at: str) 
     return Param(name=param.name, type=param.type, key=param.key, given=param.given, ranges=tuple(branches))
 
 
-def _group_options(key: Any) -> set[str]:
+def _group_options(key: str) -> set[str]:
     """The options of the config group a choice parameter sets (``key: model`` -> conf/model/), else none."""
-    from sagelab.config import PROJECT_ROOT, group_options
-
-    folder = PROJECT_ROOT / "conf" / str(key)
-    return set(group_options(folder)) if key and folder.is_dir() else set()
+    folder = group_folder(key)
+    return set(group_options(folder)) if folder.is_dir() else set()

@@ -27,7 +27,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig
 
@@ -229,13 +229,19 @@ def against_default(spec: StudySpec, scored: Any, best_trial: int, best: dict[st
     if not rows:
         return {}
     row = scored.loc[rows[0]]
-    first = spec.objective_list()[0]
     default = {o.name: float(row[o.name]) for o in spec.objective_list()}
-    gain = first.minimised(default[first.name]) - first.minimised(best[first.name])
-    base = abs(default[first.name])
     return {"default_trial": int(row["trial_id"]), "default": default,
             "default_full_fidelity": bool(row["full_fidelity"]), "best_is_default": int(row["trial_id"]) == best_trial,
-            "improvement": gain / base if base > 0 else None}
+            "improvement": improvement(spec, default, best)}
+
+
+def improvement(spec: StudySpec, default: Mapping[str, float], best: Mapping[str, float]) -> float | None:
+    """The best's relative gain over the default on the first objective (positive = better, for min and max
+    objectives alike; None when the default scored exactly 0)."""
+    first = spec.objective_list()[0]
+    gain = first.minimised(default[first.name]) - first.minimised(best[first.name])
+    base = abs(default[first.name])
+    return gain / base if base > 0 else None
 
 
 def _best_row(scored: Any, objectives: list, spec: StudySpec) -> Any:

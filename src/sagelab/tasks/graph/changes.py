@@ -69,11 +69,15 @@ def _cell(prop: Any, i: int) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+def id_pair(a: str, b: str) -> tuple[str, str]:
+    """An undirected edge by its endpoints' ids: (smaller id, larger id), the same whichever way it was read."""
+    return (a, b) if a <= b else (b, a)
+
+
 def edge_pairs(graph: PropertyGraph) -> set[tuple[str, str]]:
-    """The undirected edges as (smaller id, larger id) pairs."""
+    """The undirected edges as :func:`id_pair` pairs."""
     ids = graph.node_ids
-    pairs = ((ids[s], ids[d]) for s, d in zip(graph.src.tolist(), graph.dst.tolist()))
-    return {(a, b) if a <= b else (b, a) for a, b in pairs}
+    return {id_pair(ids[s], ids[d]) for s, d in zip(graph.src.tolist(), graph.dst.tolist())}
 
 
 def compare(base: PropertyGraph, updated: PropertyGraph) -> GraphChanges:

@@ -166,15 +166,15 @@ def carried_split(base: PropertyGraph, base_split: EdgeSplit, updated: PropertyG
                   seed: int) -> EdgeSplit:
     """``updated``'s edges split so that each edge ``base`` had keeps its part; new edges are shuffled with ``seed``
     and cut into ``val`` / ``test`` fractions (rounded, so a handful of new edges may all train)."""
+    from sagelab.tasks.graph.changes import id_pair
+
     part_of: dict[tuple[str, str], str] = {}
     for part in ("train", "val", "test"):
         for s, d in getattr(base_split, part).tolist():
-            a, b = base.node_ids[s], base.node_ids[d]
-            part_of[(a, b) if a <= b else (b, a)] = part
+            part_of[id_pair(base.node_ids[s], base.node_ids[d])] = part
     edges = np.stack([updated.src, updated.dst], axis=1).astype(np.int64)
     ids = updated.node_ids
-    parts = np.array([part_of.get((ids[s], ids[d]) if ids[s] <= ids[d] else (ids[d], ids[s]), "new")
-                      for s, d in edges.tolist()], dtype=object)
+    parts = np.array([part_of.get(id_pair(ids[s], ids[d]), "new") for s, d in edges.tolist()], dtype=object)
     new = np.flatnonzero(parts == "new")
     new = new[np.random.default_rng(seed).permutation(len(new))]
     n_val, n_test = int(round(val * len(new))), int(round(test * len(new)))
