@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import numpy as np
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
-from conftest import compose_config, dispatch_cfg, mlflow_runs
+from conftest import ROOT, TINY, cli_env, compose_config, dispatch_cfg, mlflow_runs, private_store
 from sagelab.config import ConfigError
 
 GROUPS = ["chess", "golf", "jazz", "hiking"]
@@ -126,6 +128,22 @@ def test_transform_logs_what_changed_and_recommends_for_a_new_node(update: Updat
     names = [r["name"] for r in answer["recommendations"]]
     assert answer["node"] == {"id": "n20", "name": "Newcomer"} and metrics["recommend/new_node"] == 1.0
     assert len(names) == 3 and not set(names) & {"Newcomer", "P1", "P5"}  # itself and its friends excluded
+
+
+def test_recommend_as_a_command_starts_without_lightning(update: Update) -> None:
+    """A mode that only embeds and ranks loads the network alone: Lightning (and the torchmetrics and transformers
+    it imports) would be most of the command's time. Same answer as the in-process run above."""
+    transform = [f"task.transform.nodes={update.update[0]}", f"task.transform.edges={update.update[1]}",
+                 f"checkpoint.load={update.run_id}", "model.hidden_dim=16", "task.id_embedding=4"]
+    args = [*TINY, *private_store(update.tmp), *BASE, *dataset(*update.base), "mode=recommend", "task.node=Newcomer",
+            *transform, f"checkpoint.dir={update.tmp / 'ckpt-cli'}"]
+    done = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "run.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=cli_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "torch" in imported and "mlflow" in imported  # the log is complete
+    assert not {"lightning", "torchmetrics", "transformers"} & imported
+    assert "recommend/new_node" in done.stdout and "Newcomer" in done.stdout
 
 
 def test_retrain_starts_from_the_previous_weights_and_hyperparameters(update: Update) -> None:

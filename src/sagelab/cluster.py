@@ -29,6 +29,9 @@ KNOWN = {
 }
 #: set by hand for Lightning's own multi-node launcher (the same command on each node with NODE_RANK and MASTER_ADDR)
 MANUAL_NODE_VARS = ("NODE_RANK", "MASTER_ADDR")
+#: where a launcher puts this process's rank, in the order Lightning reads them (LOCAL_RANK before SLURM_PROCID:
+#: SLURM sets the latter even when it does not manage the processes)
+RANK_VARS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,18 @@ def external() -> External | None:
         if environment.detect():
             return External(name, int(environment().world_size()), _count(per_node_var), _count(nodes_var))
     return None
+
+
+def global_rank() -> int:
+    """This process's rank, as Lightning's ``rank_zero_only.rank`` holds it (its strategies update it). Set here
+    first, from the launcher's variables in Lightning's order, when Lightning is not imported yet; Lightning's
+    import keeps a rank already set, and a task's own modes need not import Lightning to ask."""
+    from lightning_utilities.core.rank_zero import rank_zero_only
+
+    if not hasattr(rank_zero_only, "rank"):
+        found = next((os.environ[k] for k in RANK_VARS if os.environ.get(k) is not None), None)
+        rank_zero_only.rank = int(found or 0)
+    return int(rank_zero_only.rank)
 
 
 def _count(variable: str | None) -> int | None:

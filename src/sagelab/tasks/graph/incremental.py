@@ -48,7 +48,7 @@ def trained_graph_embeddings(task: LinkPredictionTask, module: Any) -> tuple[Pro
     """The graph the checkpoint was trained on (``task.dataset``) and its nodes' embeddings over all its edges."""
     import torch
 
-    from sagelab.tasks.graph.module import plain
+    from sagelab.tasks.graph.trained import plain
     from sagelab.tasks.graph.recommend import full_embeddings
 
     data = task.prepared()  # already read (and encoded the same way) to build the module the checkpoint loads into

@@ -9,13 +9,13 @@ maps the config to them. Its steps read the graph from the batch (see :mod:`sage
   negatives (``val/*``); the final evaluation (``trainer.validate``) also scores the test edges (``test/*``);
 * ``predict_step`` -- the node embeddings and the scores of the validation edges (the HPO latency probe).
 
-The fitted feature encoding, node ids and names are the module's ``extra_state``: plain data (lists, dicts,
-strings, numbers), so the checkpoint loads with ``torch.load(weights_only=True)``.
+The fitted feature encoding, node ids and names are the module's ``extra_state``
+(:class:`~sagelab.tasks.graph.trained.GraphState`): plain data, so the checkpoint loads with
+``torch.load(weights_only=True)``, and into :class:`~sagelab.tasks.graph.trained.TrainedGraph` for inference.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 import lightning as L
@@ -23,13 +23,12 @@ import numpy as np
 import torch
 
 from sagelab.tasks.graph.data import Payload
-from sagelab.tasks.graph.features import FeatureEncoder
-from sagelab.tasks.graph.nn import LinkPredictor
 from sagelab.tasks.graph.pipeline import PreparedGraph
+from sagelab.tasks.graph.trained import GraphState, build_predictor
 from sagelab.tasks.graph.training import embed, evaluate_edges, full_graph_loss, minibatch_loss, score_edges
 
 
-class LinkPredictionModule(L.LightningModule):
+class LinkPredictionModule(GraphState, L.LightningModule):
     """LinkPredictor + the fitted feature encoding and node ids (saved in the checkpoint)."""
 
     def __init__(
@@ -53,30 +52,12 @@ class LinkPredictionModule(L.LightningModule):
         """The network's shape (``arch`` .. ``id_embedding``), the training objective (``neg_ratio`` uniform
         negatives per positive), the evaluation (Hits@K for each of ``hits_at``) and Adam's settings."""
         super().__init__()
-        self.model = LinkPredictor(
-            in_dim, num_nodes, arch=arch, hidden=hidden_dim, layers=num_layers, dropout=dropout,
-            aggregator=aggregator, scorer=scorer, id_embedding=id_embedding, bias=bias,
-        )
+        self.model = build_predictor(in_dim, num_nodes, arch=arch, hidden_dim=hidden_dim, num_layers=num_layers,
+                                     dropout=dropout, aggregator=aggregator, scorer=scorer, id_embedding=id_embedding,
+                                     bias=bias)
         self.neg_ratio, self.hits_at = neg_ratio, [int(k) for k in hits_at]
         self.lr, self.weight_decay = lr, weight_decay
         self.graph_state: dict[str, Any] = {}
-
-    # -- what recommend/transform need besides the weights --------------------------------
-    def set_graph_state(self, features: dict[str, Any], node_ids: Sequence[str], names: Sequence[str]) -> None:
-        self.graph_state = plain({"features": features, "node_ids": list(node_ids), "names": list(names)})
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return self.graph_state
-
-    def set_extra_state(self, state: Any) -> None:
-        self.graph_state = dict(state or {})
-
-    @property
-    def node_ids(self) -> list[str]:
-        return self.graph_state["node_ids"]
-
-    def feature_encoder(self) -> FeatureEncoder:
-        return FeatureEncoder.from_state(self.graph_state["features"])
 
     # -- steps ----------------------------------------------------------------------------
     def _graph(self, data: PreparedGraph) -> tuple[Any, torch.Tensor]:
@@ -142,14 +123,3 @@ class LinkPredictionModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
-
-def plain(value: Any) -> Any:
-    """``value`` as JSON-able plain data (numpy arrays and scalars become lists and numbers), so that a
-    checkpoint holding it unpickles with ``weights_only=True``; anything else is refused here, not at load."""
-
-    def convert(item: Any) -> Any:
-        if isinstance(item, (np.ndarray, np.generic)):
-            return item.tolist()
-        raise TypeError(f"{type(item).__name__} is not plain data; the checkpoint could not be loaded safely")
-
-    return json.loads(json.dumps(value, default=convert))

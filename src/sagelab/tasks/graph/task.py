@@ -46,6 +46,10 @@ if TYPE_CHECKING:
     from sagelab.tasks.graph.data import LinkDataModule
     from sagelab.tasks.graph.module import LinkPredictionModule
     from sagelab.tasks.graph.pipeline import PreparedGraph
+    from sagelab.tasks.graph.trained import TrainedGraph
+
+#: the task's own modes that only embed and rank: they load the network without its LightningModule
+INFERENCE_ONLY = ("transform", "recommend")
 
 
 # -- the schema of the task: and model: blocks ------------------------------------------------------------------
@@ -156,17 +160,21 @@ class LinkPredictionTask(GraphTask):
             num_workers=int(cfg.data.num_workers),
         )
 
+    def _shape(self) -> dict[str, Any]:
+        """The network's shape arguments (``build_predictor``'s) from the config and the prepared graph."""
+        data, model, task = self.prepared(), self.cfg.model, self.cfg.task
+        return dict(in_dim=int(data.x.shape[1]), num_nodes=data.num_nodes, arch=str(model.arch),
+                    hidden_dim=int(model.hidden_dim), num_layers=int(model.num_layers), dropout=float(model.dropout),
+                    aggregator=str(model.aggregator), scorer=str(model.scorer), id_embedding=int(task.id_embedding or 0),
+                    bias=bool(model.get("bias", True)))
+
     def module(self) -> LinkPredictionModule:
         from sagelab.tasks.graph.module import LinkPredictionModule
 
-        data, model, task, optim = self.prepared(), self.cfg.model, self.cfg.task, self.cfg.optim
-        module = LinkPredictionModule(
-            int(data.x.shape[1]), data.num_nodes, arch=str(model.arch), hidden_dim=int(model.hidden_dim),
-            num_layers=int(model.num_layers), dropout=float(model.dropout), aggregator=str(model.aggregator),
-            scorer=str(model.scorer), id_embedding=int(task.id_embedding or 0), neg_ratio=int(task.neg_ratio),
-            hits_at=[int(k) for k in task.hits_at], lr=float(optim.lr), weight_decay=float(optim.weight_decay),
-            bias=bool(model.get("bias", True)),
-        )
+        data, task, optim = self.prepared(), self.cfg.task, self.cfg.optim
+        module = LinkPredictionModule(**self._shape(), neg_ratio=int(task.neg_ratio),
+                                      hits_at=[int(k) for k in task.hits_at], lr=float(optim.lr),
+                                      weight_decay=float(optim.weight_decay))
         module.set_graph_state(data.encoder.state_dict(), data.graph.node_ids, data.names)
         if "state" in self._warm:  # mode=retrain
             from sagelab.tasks.graph.retrain import warm_start
@@ -174,16 +182,23 @@ class LinkPredictionTask(GraphTask):
             warm_start(module, self._warm["state"], data.graph.node_ids)
         return module
 
-    def module_from_state(self, state: dict[str, Any]) -> LinkPredictionModule:
+    def module_from_state(self, state: dict[str, Any]) -> LinkPredictionModule | TrainedGraph:
         """The configured graph encoded with the checkpoint's own encoding (a retrained model keeps the one it
-        started from, which refitting on its graph need not reproduce), then the module built and loaded."""
-        from sagelab.tasks.graph.module import plain
+        started from, which refitting on its graph need not reproduce), then the module built and loaded: for
+        transform and recommend the network alone (:class:`TrainedGraph`: no Lightning to import)."""
+        from sagelab.tasks.graph.trained import plain
 
         saved = (state.get("_extra_state") or {}).get("features")
         if saved is not None and saved != self._saved_encoding:
             if self._prepared is not None and plain(self._prepared.encoder.state_dict()) != saved:
                 self._prepared = None  # encoded another way: prepare again with the saved encoding
             self._saved_encoding = saved
+        if str(self.cfg.mode) in INFERENCE_ONLY:
+            from sagelab.tasks.graph.trained import TrainedGraph
+
+            trained = TrainedGraph(**self._shape())
+            trained.load_state_dict(state)
+            return trained
         return super().module_from_state(state)
 
     # -- after evaluation: the seed's "model artifacts, raw embeddings, mapping" -------------

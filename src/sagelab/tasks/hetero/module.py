@@ -27,7 +27,7 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 
 from sagelab.tasks.graph.data import Payload
 from sagelab.tasks.graph.metrics import link_metrics
-from sagelab.tasks.graph.module import plain
+from sagelab.tasks.graph.trained import plain
 from sagelab.tasks.graph.training import bce_loss, evaluating
 from sagelab.tasks.hetero.nn import HeteroEncoder, HeteroLinkPredictor
 from sagelab.tasks.hetero.prepare import HeteroPrepared

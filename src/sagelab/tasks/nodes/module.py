@@ -27,7 +27,7 @@ from torchmetrics.functional import mean_absolute_error, mean_squared_error, r2_
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from sagelab.tasks.graph.data import Payload
-from sagelab.tasks.graph.module import plain
+from sagelab.tasks.graph.trained import plain
 from sagelab.tasks.graph.nn import GnnEncoder
 from sagelab.tasks.nodes import DECAY, OBJECTIVES
 from sagelab.tasks.nodes.prepare import PreparedNodes
