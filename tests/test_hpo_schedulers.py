@@ -31,6 +31,16 @@ def test_asha_stops_poor_trials_early(tmp_path):
     assert all(int(r["rounds"]) == 3 for r in rows if r["status"] == "completed")
 
 
+def test_asha_never_runs_a_configuration_twice(tmp_path):
+    """ASHA's searcher samples from its own RandomState(seed) for its first 5 results and from numpy's global
+    generator after; seeded alike, trial 7 of a seed-0 study repeated trial 4 (a GLUE study here, 2026-12-03)."""
+    summary = run(*study_args(tmp_path, "hpo=asha", "search_space=glue_minilm", "hpo.max_trials=12",
+                              "hpo.max_resource=1", "hpo.n_workers=2", "seed=0"))
+    rows = read_csv(Path(summary["study_dir"]) / "results" / "trials.csv")
+    configs = [tuple(v for k, v in r.items() if k.startswith("config.")) for r in rows]
+    assert len(configs) == 12 and len(set(configs)) == 12
+
+
 
 
 def test_bo_study_runs_bore_to_its_budget(tmp_path):

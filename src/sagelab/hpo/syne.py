@@ -43,6 +43,9 @@ from sagelab.hpo.syne_resume import capped, replay
 from sagelab.hpo.trial_entry import SPEC_ENV
 
 
+GLOBAL_STREAM = 1  # numpy's global generator: SeedSequence([study seed, this]), apart from every searcher's own
+
+
 def make_scheduler(spec: StudySpec, seed: int) -> Any:
     """The Syne Tune scheduler of ``spec.algorithm`` over the minimised objective keys.
 
@@ -186,8 +189,11 @@ def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:
     from syne_tune.results_callback import StoreResultsCallback
 
     session, interrupted, records, budget = open_session(spec, state)
-    # every session starts the study's random stream afresh and replays its way to where the last one stopped
-    np.random.seed(spec.seed % 2**32)  # MO-ASHA and random search sample through numpy's global generator
+    # every session starts the study's random stream afresh and replays its way to where the last one stopped.
+    # MO-ASHA and random search sample through numpy's global generator, and so does ASHA's searcher once it has 5
+    # results (before, it draws from its own RandomState(seed)): seeded alike, the two streams are one, and ASHA
+    # ran its first random configurations again as new trials. Hence a global stream of its own.
+    np.random.seed(np.random.SeedSequence([spec.seed, GLOBAL_STREAM]).generate_state(1)[0])
     inner = make_scheduler(spec, spec.seed)
     lost = replay(inner, records)
     info: dict[str, Any] = {"session": session, "replayed": len(records), "interrupted_before": interrupted,
