@@ -165,8 +165,8 @@ class LinkPredictionTask(GraphTask):
         data, model, task = self.prepared(), self.cfg.model, self.cfg.task
         return dict(in_dim=int(data.x.shape[1]), num_nodes=data.num_nodes, arch=str(model.arch),
                     hidden_dim=int(model.hidden_dim), num_layers=int(model.num_layers), dropout=float(model.dropout),
-                    aggregator=str(model.aggregator), scorer=str(model.scorer), id_embedding=int(task.id_embedding or 0),
-                    bias=bool(model.get("bias", True)))
+                    aggregator=str(model.aggregator), scorer=str(model.scorer),
+                    id_embedding=int(task.id_embedding or 0), bias=bool(model.get("bias", True)))
 
     def module(self) -> LinkPredictionModule:
         from sagelab.tasks.graph.module import LinkPredictionModule

@@ -26,19 +26,23 @@ def build_predictor(in_dim: int, num_nodes: int, *, arch: str, hidden_dim: int, 
                          aggregator=aggregator, scorer=scorer, id_embedding=id_embedding, bias=bias)
 
 
-class GraphState:
-    """What recommend/transform need besides the weights, saved as the module's ``extra_state``."""
+class PlainState:
+    """A graph module's ``extra_state``: what its outputs mean, as plain data (every graph family uses it)."""
 
     graph_state: dict[str, Any]
-
-    def set_graph_state(self, features: dict[str, Any], node_ids: Sequence[str], names: Sequence[str]) -> None:
-        self.graph_state = plain({"features": features, "node_ids": list(node_ids), "names": list(names)})
 
     def get_extra_state(self) -> dict[str, Any]:
         return self.graph_state
 
     def set_extra_state(self, state: Any) -> None:
         self.graph_state = dict(state or {})
+
+
+class GraphState(PlainState):
+    """What recommend/transform need besides the weights, saved as the module's ``extra_state``."""
+
+    def set_graph_state(self, features: dict[str, Any], node_ids: Sequence[str], names: Sequence[str]) -> None:
+        self.graph_state = plain({"features": features, "node_ids": list(node_ids), "names": list(names)})
 
     @property
     def node_ids(self) -> list[str]:

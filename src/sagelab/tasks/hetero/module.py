@@ -7,8 +7,9 @@ family's :class:`~sagelab.tasks.nodes.data.NodeDataModule`, which only wraps the
   training edges against ``neg_ratio`` negatives each (same head, a uniform tail of the tail type); validation and
   test rank each held-out edge against its fixed negatives (``<split>/auc``, ``mrr``, ``hits_at_K``: the graph
   family's :func:`~sagelab.tasks.graph.metrics.link_metrics`, so the figures mean what they mean there);
-* :class:`HeteroNodeModule` -- cross-entropy on the target type's training nodes; ``<split>/loss``,
-  ``accuracy`` and ``macro_f1`` from torchmetrics.
+* :class:`HeteroNodeModule` -- the node family's steps (:class:`~sagelab.tasks.nodes.module.NodeSteps`) on the
+  target type: cross-entropy on its training nodes; ``<split>/loss``, ``accuracy`` and ``macro_f1`` from
+  torchmetrics.
 
 What the outputs mean (node types, relations, target, classes) is plain ``extra_state``, so checkpoints load with
 ``torch.load(weights_only=True)``. Message passing runs in fp32 under any autocast (DGL's sparse kernels have no
@@ -22,18 +23,17 @@ from typing import Any, Sequence
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from sagelab.tasks.graph.data import Payload
 from sagelab.tasks.graph.metrics import link_metrics
-from sagelab.tasks.graph.trained import plain
+from sagelab.tasks.graph.trained import PlainState, plain
 from sagelab.tasks.graph.training import bce_loss, evaluating
 from sagelab.tasks.hetero.nn import HeteroEncoder, HeteroLinkPredictor
 from sagelab.tasks.hetero.prepare import HeteroPrepared
+from sagelab.tasks.nodes.module import NodeSteps
 
 
-class _HeteroModule(L.LightningModule):
+class _HeteroModule(PlainState, L.LightningModule):
     """What both modules share: the encoder over the prepared graph, plain extra_state, Adam."""
 
     model: HeteroEncoder
@@ -45,12 +45,6 @@ class _HeteroModule(L.LightningModule):
 
     def set_graph_state(self, state: dict[str, Any]) -> None:
         self.graph_state = plain(state)
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return self.graph_state
-
-    def set_extra_state(self, state: Any) -> None:
-        self.graph_state = dict(state or {})
 
     def encode(self, data: HeteroPrepared) -> torch.Tensor:
         """Every node's vector (flattened order) over the message-passing graph."""
@@ -130,7 +124,7 @@ class HeteroLinkModule(_HeteroModule):
             return {"embeddings": h, "scores": self.model.score(h, heads, tails, self.offsets)}
 
 
-class HeteroNodeModule(_HeteroModule):
+class HeteroNodeModule(NodeSteps, _HeteroModule):
     """Classification of the nodes of one type of a heterogeneous graph."""
 
     def __init__(self, dims: dict[str, int], counts: dict[str, int], relations: Sequence[str], offset: int,
@@ -151,35 +145,6 @@ class HeteroNodeModule(_HeteroModule):
         assert data.target_node_type is not None
         h = self.encode(data)
         return h[self.offset: self.offset + data.graph.num_nodes(data.target_node_type)]
-
-    def _nodes(self, data: HeteroPrepared, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        index = data.masks[split].to(self.device)
-        return index, data.y.to(self.device)[index]
-
-    def training_step(self, batch: Payload, batch_idx: int) -> torch.Tensor:
-        index, target = self._nodes(batch.value, "train")
-        loss = F.cross_entropy(self.logits(batch.value)[index], target)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(index))
-        return loss
-
-    def _evaluate(self, data: HeteroPrepared, split: str) -> None:
-        index, target = self._nodes(data, split)
-        if len(index) == 0:
-            return
-        with evaluating(self.model):
-            outputs = self.logits(data)[index]
-        preds = outputs.argmax(-1)
-        self.log_dict({
-            f"{split}/loss": F.cross_entropy(outputs, target),
-            f"{split}/accuracy": multiclass_accuracy(preds, target, self.num_classes, average="micro"),
-            f"{split}/macro_f1": multiclass_f1_score(preds, target, self.num_classes, average="macro"),
-        }, prog_bar=split == "val", batch_size=len(index))
-
-    def validation_step(self, batch: Payload, batch_idx: int) -> None:
-        self._evaluate(batch.value, "val")
-
-    def test_step(self, batch: Payload, batch_idx: int) -> None:
-        self._evaluate(batch.value, "test")
 
     def predict_step(self, batch: Payload, batch_idx: int = 0) -> torch.Tensor:
         """Class logits of every node of the target type; needs no trainer."""

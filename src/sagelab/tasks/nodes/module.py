@@ -27,13 +27,54 @@ from torchmetrics.functional import mean_absolute_error, mean_squared_error, r2_
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from sagelab.tasks.graph.data import Payload
-from sagelab.tasks.graph.trained import plain
 from sagelab.tasks.graph.nn import GnnEncoder
+from sagelab.tasks.graph.trained import PlainState, plain
 from sagelab.tasks.nodes import DECAY, OBJECTIVES
 from sagelab.tasks.nodes.prepare import PreparedNodes
 
 
-class NodeClassificationModule(L.LightningModule):
+class NodeSteps(PlainState):
+    """The steps of a node task whose batch is the whole prepared graph (``data.masks``, ``data.y``): a loss on the
+    training nodes, loss and metrics on the validation or test nodes. The module gives ``logits(data)`` and
+    ``num_classes``; this is classification (cross-entropy, accuracy, macro-F1), and regression overrides
+    :meth:`_loss` and :meth:`_metrics`. Shared by the node family and the heterogeneous one."""
+
+    num_classes: int
+
+    def _nodes(self, data: Any, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        index = data.masks[split].to(self.device)
+        return index, data.y.to(self.device)[index]
+
+    def _loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs, target)
+
+    def _metrics(self, outputs: torch.Tensor, target: torch.Tensor, split: str) -> dict[str, torch.Tensor]:
+        preds = outputs.argmax(-1)
+        return {f"{split}/accuracy": multiclass_accuracy(preds, target, self.num_classes, average="micro"),
+                f"{split}/macro_f1": multiclass_f1_score(preds, target, self.num_classes, average="macro")}
+
+    def training_step(self, batch: Payload, batch_idx: int) -> torch.Tensor:
+        index, target = self._nodes(batch.value, "train")
+        loss = self._loss(self.logits(batch.value)[index], target)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(index))
+        return loss
+
+    def _evaluate(self, batch: Payload, split: str) -> None:
+        index, target = self._nodes(batch.value, split)
+        if len(index) == 0:
+            return
+        outputs = self.logits(batch.value)[index]
+        self.log_dict({f"{split}/loss": self._loss(outputs, target), **self._metrics(outputs, target, split)},
+                      prog_bar=split == "val", batch_size=len(index))
+
+    def validation_step(self, batch: Payload, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: Payload, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+
+class NodeClassificationModule(NodeSteps, L.LightningModule):
     """GnnEncoder (last layer = class logits or one value) + what its outputs mean (saved in the checkpoint)."""
 
     def __init__(
@@ -74,12 +115,6 @@ class NodeClassificationModule(L.LightningModule):
     def set_graph_state(self, classes: Sequence[Any], node_ids: Sequence[str]) -> None:
         self.graph_state = plain({"classes": list(classes), "scale": list(self.scale), "node_ids": list(node_ids)})
 
-    def get_extra_state(self) -> dict[str, Any]:
-        return self.graph_state
-
-    def set_extra_state(self, state: Any) -> None:
-        self.graph_state = dict(state or {})
-
     # -- steps ----------------------------------------------------------------------------
     def logits(self, data: PreparedNodes) -> torch.Tensor:
         """The raw outputs of every node (class logits, or standardised values); message passing in fp32 (DGL's
@@ -97,43 +132,17 @@ class NodeClassificationModule(L.LightningModule):
     def _loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.regression:
             return F.mse_loss(outputs.squeeze(-1), (target - self.scale[0]) / self.scale[1])
-        return F.cross_entropy(outputs, target)
+        return super()._loss(outputs, target)
 
-    def _nodes(self, data: PreparedNodes, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        index = data.masks[split].to(self.device)
-        return index, data.y.to(self.device)[index]
-
-    def training_step(self, batch: Payload, batch_idx: int) -> torch.Tensor:
-        index, target = self._nodes(batch.value, "train")
-        loss = self._loss(self.logits(batch.value)[index], target)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(index))
-        return loss
-
-    def _evaluate(self, batch: Payload, split: str) -> None:
-        index, target = self._nodes(batch.value, split)
-        if len(index) == 0:
-            return
-        outputs = self.logits(batch.value)[index]
-        metrics = {f"{split}/loss": self._loss(outputs, target)}
-        if self.regression:
-            values = self.values(outputs)
-            metrics.update({f"{split}/mae": mean_absolute_error(values, target),
-                            f"{split}/rmse": mean_squared_error(values, target, squared=False)})
-            if len(index) > 1:  # R^2 needs a variance
-                metrics[f"{split}/r2"] = r2_score(values, target)
-        else:
-            preds = outputs.argmax(-1)
-            metrics.update({
-                f"{split}/accuracy": multiclass_accuracy(preds, target, self.num_classes, average="micro"),
-                f"{split}/macro_f1": multiclass_f1_score(preds, target, self.num_classes, average="macro"),
-            })
-        self.log_dict(metrics, prog_bar=split == "val", batch_size=len(index))
-
-    def validation_step(self, batch: Payload, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: Payload, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+    def _metrics(self, outputs: torch.Tensor, target: torch.Tensor, split: str) -> dict[str, torch.Tensor]:
+        if not self.regression:
+            return super()._metrics(outputs, target, split)
+        values = self.values(outputs)
+        metrics = {f"{split}/mae": mean_absolute_error(values, target),
+                   f"{split}/rmse": mean_squared_error(values, target, squared=False)}
+        if len(target) > 1:  # R^2 needs a variance
+            metrics[f"{split}/r2"] = r2_score(values, target)
+        return metrics
 
     def predict_step(self, batch: Payload, batch_idx: int = 0) -> torch.Tensor:
         """Class logits (num_nodes, num_classes), or values (num_nodes,), of every node; needs no trainer."""
