@@ -219,6 +219,7 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=2)
     parser.add_argument("--warm-start", action="store_true")
     parser.add_argument("--tag", default="", help="names this scale's studies and result files, e.g. -1k")
+    parser.add_argument("--results", default=None, help="result files' name (default: results<tag>)")
     parser.add_argument("overrides", nargs="*", default=["model=minilm", "data.train_limit=1000"])
     args = parser.parse_args()
     (HERE / "logs").mkdir(exist_ok=True)
@@ -240,9 +241,10 @@ def main() -> None:
         for r in rows:
             print(json.dumps(r))
         return
-    write(rows, f"results{args.tag}")
+    stem = args.results or f"results{args.tag}"
+    write(rows, stem)
     lines = table(rows)
-    (HERE / f"results{args.tag}.md").write_text("\n".join(lines) + "\n")
+    (HERE / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
