@@ -82,6 +82,11 @@ class Update:
         cfg = compose_config(*BASE, *overrides, f"checkpoint.dir={self.tmp / name}", tmp=self.tmp)
         return cfg
 
+    def transform_overrides(self) -> list[str]:
+        """The update and the base run's checkpoint, for mode=transform / recommend on the base config."""
+        return [f"task.transform.nodes={self.update[0]}", f"task.transform.edges={self.update[1]}",
+                f"checkpoint.load={self.run_id}", "model.hidden_dim=16", "task.id_embedding=4"]
+
     def artifact(self, run_id: str, name: str) -> Any:
         import mlflow
 
@@ -102,8 +107,7 @@ def update(tmp_path_factory: pytest.TempPathFactory) -> Update:
 
 
 def test_transform_logs_what_changed_and_recommends_for_a_new_node(update: Update) -> None:
-    transform = [f"task.transform.nodes={update.update[0]}", f"task.transform.edges={update.update[1]}",
-                 f"checkpoint.load={update.run_id}", "model.hidden_dim=16", "task.id_embedding=4"]
+    transform = update.transform_overrides()
     metrics, run_id = run(update.cfg("ckpt-train", *dataset(*update.base), "mode=transform", *transform))
     counts = {k: metrics[f"transform/{k}"] for k in ("new_nodes", "removed_nodes", "changed_nodes", "new_edges",
                                                          "removed_edges")}
@@ -133,8 +137,7 @@ def test_transform_logs_what_changed_and_recommends_for_a_new_node(update: Updat
 def test_recommend_as_a_command_starts_without_lightning(update: Update) -> None:
     """A mode that only embeds and ranks loads the network alone: Lightning (and the torchmetrics and transformers
     it imports) would be most of the command's time. Same answer as the in-process run above."""
-    transform = [f"task.transform.nodes={update.update[0]}", f"task.transform.edges={update.update[1]}",
-                 f"checkpoint.load={update.run_id}", "model.hidden_dim=16", "task.id_embedding=4"]
+    transform = update.transform_overrides()
     args = [*TINY, *private_store(update.tmp), *BASE, *dataset(*update.base), "mode=recommend", "task.node=Newcomer",
             *transform, f"checkpoint.dir={update.tmp / 'ckpt-cli'}"]
     done = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "run.py"), *args], cwd=ROOT,
