@@ -93,3 +93,29 @@ def test_new_nodes_get_the_mean_id_embedding() -> None:
     assert torch.allclose(out[1], table.mean(0))
     with pytest.raises(ValueError, match="nothing to encode"):
         LinkPredictor(0, 5, id_embedding=0)
+
+
+@pytest.mark.parametrize("scorer", ["dot", "mlp"])
+def test_recommending_for_many_nodes_equals_scoring_each_pair(scorer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sagelab.tasks.graph import recommend as rec
+
+    edges, _ = two_communities()
+    n = int(edges.max()) + 1
+    torch.manual_seed(0)
+    model = LinkPredictor(2, n, hidden=8, scorer=scorer).eval()
+    h = torch.randn(n, 8)
+    ids = [f"n{i}" for i in range(n)]
+    monkeypatch.setattr(rec, "PAIRS_PER_CHUNK", 3 * n)  # several chunks of three queries
+    queries = list(range(n))
+    answers = rec.recommend_many(model, h, queries, 5, edges, ids, ids)
+    for node, answer in zip(queries, answers):
+        others = torch.arange(n)
+        with torch.no_grad():
+            logits = model.score(h, torch.full_like(others, node), others)
+        linked = {int(v) for u, v in edges if u == node} | {int(u) for u, v in edges if v == node} | {node}
+        expected = sorted((i for i in range(n) if i not in linked), key=lambda i: -float(logits[i]))[:5]
+        assert [a["id"] for a in answer] == [ids[i] for i in expected]
+        assert [a["score"] for a in answer] == pytest.approx([float(torch.sigmoid(logits[i])) for i in expected], abs=1e-5)
+    # a node linked to all but two others gets those two, not k answers padded with its neighbours
+    hub = np.array([(0, j) for j in range(1, n - 2)])
+    assert sorted(a["id"] for a in rec.recommend(model, h, 0, 5, hub, ids, ids)) == [ids[n - 2], ids[n - 1]]

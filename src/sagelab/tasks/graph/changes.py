@@ -74,10 +74,19 @@ def id_pair(a: str, b: str) -> tuple[str, str]:
     return (a, b) if a <= b else (b, a)
 
 
-def edge_pairs(graph: PropertyGraph) -> set[tuple[str, str]]:
-    """The undirected edges as :func:`id_pair` pairs."""
-    ids = graph.node_ids
-    return {id_pair(ids[s], ids[d]) for s, d in zip(graph.src.tolist(), graph.dst.tolist())}
+def id_edge_keys(graph: PropertyGraph, numbering: dict[str, int]) -> np.ndarray:
+    """The undirected edges as sorted unique keys (:func:`~.split.edge_keys`) over ``numbering`` (node id ->
+    number, shared by the graphs compared): :func:`id_pair`'s identity in a form numpy's set operations take (a
+    Python set of id pairs was a tenth of a transform of a graph with tens of thousands of edges)."""
+    from sagelab.tasks.graph.split import edge_keys
+
+    codes = np.fromiter((numbering[n] for n in graph.node_ids), np.int64, graph.num_nodes)
+    return np.unique(edge_keys(np.stack([codes[graph.src], codes[graph.dst]], axis=1), len(numbering)))
+
+
+def shared_numbering(*graphs: PropertyGraph) -> dict[str, int]:
+    """One number per node id over ``graphs`` (for :func:`id_edge_keys`)."""
+    return {node_id: i for i, node_id in enumerate(dict.fromkeys(n for g in graphs for n in g.node_ids))}
 
 
 def compare(base: PropertyGraph, updated: PropertyGraph) -> GraphChanges:
@@ -93,12 +102,14 @@ def compare(base: PropertyGraph, updated: PropertyGraph) -> GraphChanges:
         differs += [p for p in shared_props if _cell(base.properties[p], i) != _cell(updated.properties[p], j)]
         if differs:
             changed[node_id] = differs
-    before, after = edge_pairs(base), edge_pairs(updated)
+    numbering = shared_numbering(base, updated)
+    before, after = id_edge_keys(base, numbering), id_edge_keys(updated, numbering)
+    unchanged = len(np.intersect1d(before, after, assume_unique=True))
     return GraphChanges(
         new_nodes=[n for n in updated.node_ids if n not in old],
         removed_nodes=[n for n in base.node_ids if n not in new],
         changed_nodes=changed,
-        new_edges=len(after - before), removed_edges=len(before - after), unchanged_edges=len(after & before),
+        new_edges=len(after) - unchanged, removed_edges=len(before) - unchanged, unchanged_edges=unchanged,
     )
 
 

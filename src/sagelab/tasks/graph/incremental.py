@@ -62,12 +62,13 @@ def trained_graph_embeddings(task: LinkPredictionTask, module: Any) -> tuple[Pro
     return graph, full_embeddings(module.model, x, data.all_edges(), module.model.needs_self_loops)
 
 
-def answer(module: Any, result: Transformed, node: int, k: int, names: list[str]) -> dict[str, Any]:
-    from sagelab.tasks.graph.recommend import recommend
+def answers(module: Any, result: Transformed, nodes: list[int], k: int, names: list[str]) -> list[dict[str, Any]]:
+    """The top ``k`` of each of ``nodes`` in the updated graph, as ``{node, recommendations}``."""
+    from sagelab.tasks.graph.recommend import recommend_many
 
     ids = result.graph.node_ids
-    return {"node": {"id": ids[node], "name": names[node]},
-            "recommendations": recommend(module.model, result.embeddings, node, k, result.edges, ids, names)}
+    tops = recommend_many(module.model, result.embeddings, nodes, k, result.edges, ids, names)
+    return [{"node": {"id": ids[n], "name": names[n]}, "recommendations": top} for n, top in zip(nodes, tops)]
 
 
 def transform_mode(task: LinkPredictionTask, context: TaskContext) -> dict[str, Any]:
@@ -87,13 +88,13 @@ def transform_mode(task: LinkPredictionTask, context: TaskContext) -> dict[str, 
     queries = [index[n] for n in (*changes.new_nodes, *changes.changed_nodes)]
     if cfg.node is not None:
         queries.append(find_node(str(cfg.node), updated.node_ids, names))
-    answers = [answer(module, result, q, int(cfg.k), names) for q in dict.fromkeys(queries)]
-    for one in answers[: int(cfg.transform.printed)]:
+    answered = answers(module, result, list(dict.fromkeys(queries)), int(cfg.k), names)
+    for one in answered[: int(cfg.transform.printed)]:
         print_recommendations(one)
-    if len(answers) > int(cfg.transform.printed):
-        print(f"... and {len(answers) - int(cfg.transform.printed)} more in transform_recommendations.json")
+    if len(answered) > int(cfg.transform.printed):
+        print(f"... and {len(answered) - int(cfg.transform.printed)} more in transform_recommendations.json")
     log_embeddings(context, "link_prediction_transform", result.embeddings, updated.node_ids, names)
-    context.tracker.log_dict(answers, "transform_recommendations.json")
+    context.tracker.log_dict(answered, "transform_recommendations.json")
     context.tracker.log_dict(changes.report(int(cfg.transform.top_moved)), "transform/changes.json")
     return {"transform/nodes": updated.num_nodes, "transform/edges": updated.num_edges,
             **changes.metrics("transform")}
@@ -106,5 +107,5 @@ def recommend_in_update(task: LinkPredictionTask, context: TaskContext) -> dict[
     module = context.load_module()
     updated, result, names = embed_update(task, module)
     node = find_node(str(task.cfg.task.node), updated.node_ids, names)
-    return {"answer": answer(module, result, node, int(task.cfg.task.k), names),
+    return {"answer": answers(module, result, [node], int(task.cfg.task.k), names)[0],
             "new_node": float(updated.node_ids[node] not in set(module.node_ids))}

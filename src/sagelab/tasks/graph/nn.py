@@ -31,6 +31,10 @@ class DotScorer(nn.Module):
     def forward(self, h_src: torch.Tensor, h_dst: torch.Tensor) -> torch.Tensor:
         return (h_src * h_dst).sum(-1)
 
+    def against_all(self, h: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """(queries x nodes) scores: one matrix product instead of gathering every pair."""
+        return h[queries] @ h.T
+
 
 class MLPScorer(nn.Module):
     """score(u, v) = MLP(h_u * h_v): symmetric in u and v, like a friendship."""
@@ -41,6 +45,11 @@ class MLPScorer(nn.Module):
 
     def forward(self, h_src: torch.Tensor, h_dst: torch.Tensor) -> torch.Tensor:
         return self.net(h_src * h_dst).squeeze(-1)
+
+    def against_all(self, h: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """(queries x nodes) scores, pair by pair."""
+        num = h.shape[0]
+        return self(h[queries.repeat_interleave(num)], h.repeat(len(queries), 1)).view(len(queries), num)
 
 
 class GnnEncoder(nn.Module):
@@ -147,3 +156,7 @@ class LinkPredictor(GnnEncoder):
 
     def score(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
         return self.scorer(h[src], h[dst])
+
+    def score_against_all(self, h: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """Row ``i``: the score of ``queries[i]`` with every node."""
+        return self.scorer.against_all(h, queries)

@@ -42,8 +42,18 @@ def find_node(query: str, node_ids: Sequence[str], names: Sequence[str], key: st
     raise ConfigError(key, f"{query!r} is neither a node id nor a node name in this graph ({len(node_ids)} nodes).{hint}")
 
 
-def neighbours_of(node: int, edges: np.ndarray) -> set[int]:
-    return set(edges[edges[:, 0] == node, 1].tolist()) | set(edges[edges[:, 1] == node, 0].tolist())
+#: pairs scored at once when answering many nodes: bounds the (pairs x hidden) tensors an MLP scorer builds
+PAIRS_PER_CHUNK = 1 << 18
+
+
+def adjacency(edges: np.ndarray, num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of the undirected ``edges``: node ``i``'s neighbours are ``indices[indptr[i]:indptr[i + 1]]``."""
+    src = np.concatenate([edges[:, 0], edges[:, 1]])
+    dst = np.concatenate([edges[:, 1], edges[:, 0]])
+    order = np.argsort(src, kind="stable")
+    indptr = np.zeros(num_nodes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=num_nodes), out=indptr[1:])
+    return indptr, dst[order]
 
 
 @torch.no_grad()
@@ -57,17 +67,38 @@ def recommend(
     names: Sequence[str],
 ) -> list[dict[str, Any]]:
     """The ``k`` highest-scoring non-neighbours of ``node`` as ``{id, name, score}`` (score = probability)."""
+    return recommend_many(model, h, [node], k, edges, node_ids, names)[0]
+
+
+@torch.no_grad()
+def recommend_many(
+    model: LinkPredictor,
+    h: torch.Tensor,
+    nodes: Sequence[int],
+    k: int,
+    edges: np.ndarray,
+    node_ids: Sequence[str],
+    names: Sequence[str],
+) -> list[list[dict[str, Any]]]:
+    """:func:`recommend` for each of ``nodes``, scored a chunk of nodes against every node at a time (a transform
+    answers for every new node: one at a time, scoring and neighbour lookup were most of its work)."""
     model.eval()
-    candidates = torch.arange(h.shape[0])
-    scores = model.score(h, torch.full_like(candidates, node), candidates)
-    excluded = neighbours_of(node, edges) | {node}
-    scores[list(excluded)] = float("-inf")
-    count = min(k, h.shape[0] - len(excluded))
-    top = torch.topk(scores, count)
-    return [
-        {"id": node_ids[i], "name": names[i], "score": p}
-        for p, i in zip(torch.sigmoid(top.values).tolist(), top.indices.tolist())
-    ]
+    num = h.shape[0]
+    indptr, indices = adjacency(edges, num)
+    chunk = max(1, PAIRS_PER_CHUNK // max(num, 1))
+    answers: list[list[dict[str, Any]]] = []
+    for start in range(0, len(nodes), chunk):
+        queries = torch.as_tensor(list(nodes[start : start + chunk]), dtype=torch.long)
+        scores = model.score_against_all(h, queries)
+        for row, node in enumerate(queries.tolist()):
+            scores[row, torch.from_numpy(indices[indptr[node] : indptr[node + 1]])] = float("-inf")
+            scores[row, node] = float("-inf")
+        top = torch.topk(scores, min(k, num), dim=1)
+        for logits, picks in zip(top.values, top.indices.tolist()):
+            kept = torch.isfinite(logits)  # fewer than k non-neighbours: the excluded come last, at -inf
+            answers.append([{"id": node_ids[i], "name": names[i], "score": p}
+                            for p, i in zip(torch.sigmoid(logits[kept]).tolist(), picks)])
+    return answers
 
 
 @dataclass

@@ -256,8 +256,11 @@ def trained_split(cfg: DictConfig, graph: PropertyGraph) -> EdgeSplit | None:
     if OmegaConf.select(config, "mode") != "retrain":
         return None
     its_graph, split = previous_graph(config, str(cfg.task.separator), uri)
-    from sagelab.tasks.graph.changes import edge_pairs
+    from sagelab.tasks.graph.changes import id_edge_keys, shared_numbering
 
-    if its_graph.node_ids != graph.node_ids or edge_pairs(its_graph) != edge_pairs(graph):
+    if its_graph.node_ids != graph.node_ids:
+        return None
+    numbering = shared_numbering(graph)
+    if not np.array_equal(id_edge_keys(its_graph, numbering), id_edge_keys(graph, numbering)):
         return None
     return split

@@ -142,9 +142,10 @@ class LinkPredictionTask(GraphTask):
                 from sagelab.tasks.graph.retrain import trained_split
 
                 split = trained_split(self.cfg, graph)
+            evaluates = str(self.cfg.mode) not in INFERENCE_ONLY  # transform / recommend score no held-out edges
             self._prepared = prepare(
                 graph, spec["features"], spec.get("name_property"), float(task.split.val), float(task.split.test),
-                int(task.eval_negs), int(task.split.seed), encoder=saved, split=split,
+                int(task.eval_negs) if evaluates else 0, int(task.split.seed), encoder=saved, split=split,
             )
         return self._prepared
 
