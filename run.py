@@ -7,7 +7,7 @@ import hydra
 from omegaconf import DictConfig
 
 import sagelab.schema  # noqa: F401  (registers the typed schema that conf/config.yaml starts from)
-from sagelab.cli import check_command_line, main
+from sagelab.cli import check_command_line, exit_process, main
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -17,4 +17,8 @@ def run(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     check_command_line(sys.argv[1:], Path(__file__).parent / "conf")
-    run()
+    try:
+        run()
+    except SystemExit as stop:  # Hydra's and sagelab's own exits (bad config: 2, failed run: 1)
+        exit_process(stop.code)
+    exit_process(0)

@@ -236,3 +236,18 @@ def test_closing_the_run_after_a_failure_warns_instead_of_raising(capsys):
                                                "ConnectionError: gone")
     with pytest.raises(OSError, match="database is locked"):  # nothing failed before: this is the error
         close_run(Refusing(), None, {})
+
+
+@pytest.mark.parametrize("code, status, stderr", [(None, 0, ""), (3, 3, ""), ("sagelab: stopped", 1, "sagelab: stopped\n")])
+def test_exit_without_teardown_keeps_what_a_normal_exit_does(code, status, stderr):
+    """run.py leaves through ``exit_process``: threads joined, exit hooks run, streams flushed, status kept."""
+    script = (
+        "import atexit, sys, threading, time\n"
+        "from sagelab.cli import exit_process\n"
+        "atexit.register(lambda: print('hook ran', end=''))\n"
+        "threading.Thread(target=lambda: (time.sleep(0.2), print('thread done ', end=''))).start()\n"
+        "print('buffered ', end='')\n"
+        f"exit_process({code!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (status, "buffered thread done hook ran", stderr)
