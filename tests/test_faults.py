@@ -246,8 +246,11 @@ def test_exit_without_teardown_keeps_what_a_normal_exit_does(code, status, stder
         "from sagelab.cli import exit_process\n"
         "atexit.register(lambda: print('hook ran', end=''))\n"
         "threading.Thread(target=lambda: (time.sleep(0.2), print('thread done ', end=''))).start()\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "pool = ThreadPoolExecutor(1); pool.submit(time.sleep, 0)\n"  # left open, like MLflow's artifact workers
         "print('buffered ', end='')\n"
         f"exit_process({code!r})\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=cli_env(), capture_output=True, text=True,
+                          timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (status, "buffered thread done hook ran", stderr)

@@ -148,9 +148,9 @@ def exit_process(code: int | str | None) -> NoReturn:
     import os
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # what the interpreter does first at exit: the threading exit hooks (concurrent.futures shuts its pools
+    # down there, e.g. MLflow's artifact upload workers), then it joins every non-daemon thread
+    threading._shutdown()  # type: ignore[attr-defined]
     if isinstance(code, str):  # sys.exit("message"): printed, status 1
         print(code, file=sys.stderr)
         code = 1
