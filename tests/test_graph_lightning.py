@@ -57,6 +57,22 @@ def test_sampled_batches_carry_their_input_features(data: PreparedGraph) -> None
     assert torch.equal(inputs, data.x[input_nodes])
 
 
+def test_sampled_batches_are_the_same_for_the_same_seed(data: PreparedGraph) -> None:
+    """The neighbour sampler draws from DGL's generator, which Lightning's seed_everything leaves alone: the
+    datamodule's seed must fix it, whatever drew from it before. (Negatives come from torch's, which it seeds.)"""
+    from sagelab.tasks.graph.dgl_shim import import_dgl
+
+    def first_batches(seed: int, before: int) -> list[torch.Tensor]:
+        torch.manual_seed(seed)  # as seed_everything does at the start of a run
+        import_dgl().seed(before)  # whatever drew from DGL's generator earlier in the process
+        loader = LinkDataModule(data, sampling="neighbor", fanouts=[2, 2], batch_size=8, seed=seed).train_dataloader()
+        return [torch.cat([b.srcdata["_ID"] for b in batch.value[3]]) for batch, _ in zip(loader, range(3))]
+
+    once = first_batches(1, before=7)
+    assert all(torch.equal(a, b) for a, b in zip(first_batches(1, before=8), once))
+    assert not all(torch.equal(a, b) for a, b in zip(first_batches(2, before=7), once))
+
+
 def test_graph_state_is_plain_data_that_loads_with_weights_only(data: PreparedGraph) -> None:
     module = module_for(data)
     features = copy.deepcopy(data.encoder.state_dict())
