@@ -242,7 +242,7 @@ def test_closing_the_run_after_a_failure_warns_instead_of_raising(capsys):
 def test_exit_without_teardown_keeps_what_a_normal_exit_does(code, status, stderr):
     """run.py leaves through ``exit_process``: threads joined, exit hooks run, streams flushed, status kept."""
     script = (
-        "import atexit, sys, threading, time\n"
+        "import atexit, sys, threading, time, torch\n"
         "from sagelab.cli import exit_process\n"
         "atexit.register(lambda: print('hook ran', end=''))\n"
         "threading.Thread(target=lambda: (time.sleep(0.2), print('thread done ', end=''))).start()\n"

@@ -142,8 +142,11 @@ def exit_process(code: int | str | None) -> NoReturn:
     Freeing every module at exit takes about a second once torch, MLflow and DGL are loaded -- a quarter of a
     short command such as a graph transform -- and buys nothing: by now the run is recorded and its files are
     written. What a normal exit does that matters still happens: other threads are joined, every ``atexit``
-    hook runs (logging's flush, MLflow's and Lightning's own), and the standard streams are flushed.
+    hook runs (logging's flush, MLflow's and Lightning's own), and the standard streams are flushed. A command
+    that never loaded torch (``--help``, a config error) has little to free and exits normally.
     """
+    if "torch" not in sys.modules:
+        raise SystemExit(code)
     import atexit
     import os
     import threading
