@@ -57,20 +57,39 @@ def test_sampled_batches_carry_their_input_features(data: PreparedGraph) -> None
     assert torch.equal(inputs, data.x[input_nodes])
 
 
-def test_sampled_batches_are_the_same_for_the_same_seed(data: PreparedGraph) -> None:
-    """The neighbour sampler draws from DGL's generator, which Lightning's seed_everything leaves alone: the
-    datamodule's seed must fix it, whatever drew from it before. (Negatives come from torch's, which it seeds.)"""
-    from sagelab.tasks.graph.dgl_shim import import_dgl
+SAMPLED = """
+import sys, torch
+from sagelab.tasks.graph.data import LinkDataModule
+from sagelab.tasks.graph.dgl_shim import import_dgl
+from sagelab.tasks.graph.pipeline import prepare
+from sagelab.tasks.graph.property_graph import read_gremlin_csv
+seed, before = int(sys.argv[1]), int(sys.argv[2])
+torch.set_num_threads(2)  # DGL's generators are per thread: one thread alone would hide their seeding
+graph = read_gremlin_csv(sys.argv[3] + "/nodes.csv", sys.argv[3] + "/edges.csv")
+data = prepare(graph, {"job": {"type": "none"}}, "name", val=0.1, test=0.1, eval_negs=20, seed=0)
+torch.manual_seed(seed)  # as seed_everything does at the start of a run
+import_dgl().seed(before)  # whatever drew from DGL's generator earlier in the command
+loader = LinkDataModule(data, sampling="neighbor", fanouts=[2, 2], batch_size=8, seed=seed).train_dataloader()
+for batch, _ in zip(loader, range(3)):
+    print([b.srcdata["_ID"].tolist() for b in batch.value[3]])
+"""
 
-    def first_batches(seed: int, before: int) -> list[torch.Tensor]:
-        torch.manual_seed(seed)  # as seed_everything does at the start of a run
-        import_dgl().seed(before)  # whatever drew from DGL's generator earlier in the process
-        loader = LinkDataModule(data, sampling="neighbor", fanouts=[2, 2], batch_size=8, seed=seed).train_dataloader()
-        return [torch.cat([b.srcdata["_ID"] for b in batch.value[3]]) for batch, _ in zip(loader, range(3))]
+
+def test_sampled_batches_are_the_same_for_the_same_seed() -> None:
+    """The neighbour sampler draws from DGL's generator, which Lightning's seed_everything leaves alone: the
+    datamodule's seed must fix it, whatever drew from it before (negatives come from torch's, which it seeds),
+    on more than one thread too. Each draw is a fresh process, as each command is."""
+    import subprocess
+    import sys
+
+    def first_batches(seed: int, before: int) -> str:
+        done = subprocess.run([sys.executable, "-c", SAMPLED, str(seed), str(before), str(EXAMPLE)],
+                              capture_output=True, text=True, timeout=300, check=True)
+        return done.stdout
 
     once = first_batches(1, before=7)
-    assert all(torch.equal(a, b) for a, b in zip(first_batches(1, before=8), once))
-    assert not all(torch.equal(a, b) for a, b in zip(first_batches(2, before=7), once))
+    assert first_batches(1, before=8) == once
+    assert first_batches(2, before=7) != once
 
 
 def test_graph_state_is_plain_data_that_loads_with_weights_only(data: PreparedGraph) -> None:

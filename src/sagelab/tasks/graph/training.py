@@ -75,13 +75,22 @@ class EdgeBatchCollator:
 
     Sampling in ``collate_fn`` (instead of DGL's own DataLoader) keeps the loader an ordinary
     ``torch.utils.data.DataLoader``, which Lightning can re-create with a distributed sampler.
+
+    Each batch is sampled on one thread: DGL keeps a generator per OpenMP thread and ``dgl.seed`` reaches only
+    some of them, so with two threads the same seed drew other neighbours run after run (5 different first
+    batches in 6 runs here); on one, the seeded generator of the calling thread draws them all.
     """
 
     def __init__(self, graph: Any, sampler: Any) -> None:
         self.graph, self.sampler = graph, sampler
 
     def __call__(self, eids: list[int] | torch.Tensor) -> tuple[Any, ...]:
-        return self.sampler.sample(self.graph, torch.as_tensor(eids, dtype=torch.int64))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # also DGL's: both use the one OpenMP runtime
+        try:
+            return self.sampler.sample(self.graph, torch.as_tensor(eids, dtype=torch.int64))
+        finally:
+            torch.set_num_threads(threads)
 
 
 def minibatch_loss(model: LinkPredictor, batch: tuple[Any, ...], inputs: torch.Tensor) -> torch.Tensor:
