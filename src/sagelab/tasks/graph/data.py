@@ -21,9 +21,8 @@ import lightning as L
 import torch
 
 from sagelab.tasks.graph import SAMPLING
-from sagelab.tasks.graph.dgl_shim import import_dgl
 from sagelab.tasks.graph.pipeline import PreparedGraph
-from sagelab.tasks.graph.training import EdgeBatchCollator, edge_sampler, reverse_edge_ids
+from sagelab.tasks.graph.training import EdgeBatchCollator, edge_sampler, reverse_edge_ids, seed_sampling
 
 
 class Payload:
@@ -90,7 +89,7 @@ class LinkDataModule(L.LightningDataModule):
         sampler = edge_sampler(self.fanouts, self.neg_ratio,
                                reverse_edge_ids(num_edges, self.data.num_nodes, self.self_loops))
         generator = torch.Generator().manual_seed(self.seed)
-        import_dgl().seed(self.seed)  # the neighbour sampler draws from DGL's own generator, not torch's
+        seed_sampling(self.seed)
         return torch.utils.data.DataLoader(
             torch.arange(num_edges), batch_size=self.batch_size, shuffle=True, generator=generator,
             collate_fn=_Sampled(EdgeBatchCollator(graph, sampler), self.data.x), num_workers=self.num_workers,

@@ -76,21 +76,38 @@ class EdgeBatchCollator:
     Sampling in ``collate_fn`` (instead of DGL's own DataLoader) keeps the loader an ordinary
     ``torch.utils.data.DataLoader``, which Lightning can re-create with a distributed sampler.
 
-    Each batch is sampled on one thread: DGL keeps a generator per OpenMP thread and ``dgl.seed`` reaches only
-    some of them, so with two threads the same seed drew other neighbours run after run (5 different first
-    batches in 6 runs here); on one, the seeded generator of the calling thread draws them all.
+    Each batch is sampled on one thread (:func:`seed_sampling`).
     """
 
     def __init__(self, graph: Any, sampler: Any) -> None:
         self.graph, self.sampler = graph, sampler
 
     def __call__(self, eids: list[int] | torch.Tensor) -> tuple[Any, ...]:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # also DGL's: both use the one OpenMP runtime
-        try:
+        with one_thread():
             return self.sampler.sample(self.graph, torch.as_tensor(eids, dtype=torch.int64))
-        finally:
-            torch.set_num_threads(threads)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch's and DGL's OpenMP parallelism (one runtime) limited to the calling thread, then restored."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def seed_sampling(seed: int) -> None:
+    """Seed DGL's neighbour sampler, which draws from DGL's own generators (``seed_everything`` leaves them alone).
+
+    DGL keeps a generator per OpenMP thread and seeds them in a parallel loop, so with two threads which thread's
+    generator got which seed depended on scheduling: the same seed drew other neighbours run after run (5
+    different first batches in 6 runs here, and more under load). Seeded on one thread and sampled on that thread
+    (:class:`EdgeBatchCollator`), the same seed draws the same batches.
+    """
+    with one_thread():
+        import_dgl().seed(seed)
 
 
 def minibatch_loss(model: LinkPredictor, batch: tuple[Any, ...], inputs: torch.Tensor) -> torch.Tensor:
