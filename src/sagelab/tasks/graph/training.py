@@ -89,22 +89,23 @@ class EdgeBatchCollator:
 
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """torch's and DGL's OpenMP parallelism (one runtime) limited to the calling thread, then restored."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """DGL's OpenMP parallelism limited to the calling thread, then restored. (DGL links its own OpenMP runtime,
+    so torch's thread setting does not reach it.)"""
+    utils = import_dgl().utils
+    threads = utils.get_num_threads()
+    utils.set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        utils.set_num_threads(threads)
 
 
 def seed_sampling(seed: int) -> None:
     """Seed DGL's neighbour sampler, which draws from DGL's own generators (``seed_everything`` leaves them alone).
 
     DGL keeps a generator per OpenMP thread and seeds them in a parallel loop, so with two threads which thread's
-    generator got which seed depended on scheduling: the same seed drew other neighbours run after run (5
-    different first batches in 6 runs here, and more under load). Seeded on one thread and sampled on that thread
-    (:class:`EdgeBatchCollator`), the same seed draws the same batches.
+    generator got which seed depended on scheduling: the same seed drew other neighbours from run to run. Seeded on
+    one thread and sampled on that thread (:class:`EdgeBatchCollator`), the same seed draws the same batches.
     """
     with one_thread():
         import_dgl().seed(seed)
