@@ -106,6 +106,27 @@ def test_stopping_the_study_process_alone_leaves_no_trial_process(tmp_path, algo
             os.kill(pid, signal.SIGKILL)
 
 
+def test_a_stop_that_lands_while_a_trial_is_being_launched_still_kills_it(tmp_path, monkeypatch):
+    from sagelab.hpo import lifeline
+
+    processes = lifeline.RunningTrials()
+    real_launch = lifeline.launch
+
+    def launch_then_stop(*args, **kwargs):
+        proc = real_launch(*args, **kwargs)
+        processes.kill_all()  # the study's stop, after the process started and before it is registered
+        return proc
+
+    monkeypatch.setattr(lifeline, "launch", launch_then_stop)
+    with open(tmp_path / "out", "w") as out:
+        proc = processes.launch([sys.executable, "-c", "import time; time.sleep(600)"], cwd=tmp_path,
+                                stdout=out, stderr=out)
+        # a trial the stop missed would sleep on until the safety net stops it (None)
+        assert proc is not None and processes.wait(proc, DEADLINE_S) == -signal.SIGKILL
+    assert processes.launch([sys.executable, "-c", "pass"], cwd=tmp_path, stdout=None, stderr=None) is None
+    assert not processes.live
+
+
 @pytest.mark.parametrize("algorithm", ["asha", "tpe"])
 def test_a_hung_trial_is_stopped_by_the_trial_timeout_and_recorded_as_failed(tmp_path, algorithm):
     from test_hpo_study import run

@@ -107,6 +107,47 @@ def wait(proc: subprocess.Popen, timeout_s: float | None) -> int | None:
         return None
 
 
+class RunningTrials:
+    """The processes a study's worker threads have launched, so that stopping the study kills every one.
+
+    Launching and registering happen under the lock that :meth:`kill_all` takes, and nothing is launched once it
+    has run: a process started while the study stops is killed with the others (a stop from another thread
+    waits for the lock; one on this thread is seen right after the launch) or never started.
+    (Registering after the launch, outside the lock, let a SIGTERM land in between; the study then waited
+    forever on a worker thread waiting on a hung trial nobody had killed.)
+    """
+
+    def __init__(self) -> None:
+        self.live: set[subprocess.Popen] = set()
+        self.lock = threading.RLock()  # kill_all runs in a signal handler, maybe on a thread holding the lock
+        self.stopping = False  # set when the study stops: what was killed was interrupted, not failed
+
+    def launch(self, argv: Sequence[str], cwd: Path, stdout: IO | None, stderr: IO | None) -> subprocess.Popen | None:
+        """:func:`launch` ``argv``, or None if the study is stopping."""
+        with self.lock:
+            if self.stopping:
+                return None
+            proc = launch(argv, cwd=cwd, stdout=stdout, stderr=stderr)
+            self.live.add(proc)
+            if self.stopping:  # the stop's handler ran on this very thread, during the launch
+                kill(proc)
+            return proc
+
+    def wait(self, proc: subprocess.Popen, timeout_s: float | None) -> int | None:
+        """:func:`wait` for ``proc``, then forget it."""
+        try:
+            return wait(proc, timeout_s)
+        finally:
+            with self.lock:
+                self.live.discard(proc)
+
+    def kill_all(self) -> None:
+        with self.lock:
+            self.stopping = True
+            for proc in list(self.live):
+                kill(proc)
+
+
 def timed_out(trial_id: int | str, timeout_s: float, stream: IO) -> str:
     """Say on the trial's stderr that it was stopped at ``hpo.trial_timeout_s``; returns the reason to record."""
     reason = f"ran longer than hpo.trial_timeout_s={timeout_s:g} s and was stopped"

@@ -18,12 +18,11 @@ in a shared ``hpo.storage`` runs in any number of worker processes instead:
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from typing import Any, NoReturn
 
-from sagelab.hpo.lifeline import interrupt_on_signals, kill, launch, timed_out, wait
+from sagelab.hpo.lifeline import RunningTrials, interrupt_on_signals, timed_out
 from sagelab.hpo.progress import Progress
 from sagelab.hpo.records import (
     StudyState,
@@ -167,9 +166,8 @@ class _Trials:
     def __init__(self, spec: StudySpec, deadline: float | None, progress: Progress) -> None:
         self.spec, self.deadline, self.progress = spec, deadline, progress
         self.failed = 0
-        self.live: set[subprocess.Popen] = set()
-        self.lock = threading.RLock()  # kill_all may run in a signal handler on a thread holding it
-        self.stopping = False  # set when the study itself stops: killed trials are interrupted, not failed
+        self.processes = RunningTrials()
+        self.kill_all = self.processes.kill_all
 
     def objective(self, trial: Any) -> tuple[float, ...] | float:
         import optuna
@@ -187,14 +185,10 @@ class _Trials:
         budget_left = None if self.deadline is None else max(1.0, self.deadline - time.monotonic())
         limit = min((t for t in (budget_left, spec.trial_timeout_s) if t is not None), default=None)
         with open(tdir / "std.out", "a") as out, open(tdir / "std.err", "a") as err:
-            proc = launch(argv, cwd=PROJECT_ROOT, stdout=out, stderr=err)
-            with self.lock:
-                self.live.add(proc)
-            try:
-                code = wait(proc, limit)
-            finally:
-                with self.lock:
-                    self.live.discard(proc)
+            proc = self.processes.launch(argv, cwd=PROJECT_ROOT, stdout=out, stderr=err)
+            code = None if proc is None else self.processes.wait(proc, limit)
+        if self.processes.stopping:
+            raise TrialFailed(f"trial {trial.number} interrupted with its study")
         if code is None and limit == spec.trial_timeout_s:
             with open(tdir / "std.err", "a") as err:
                 reason = timed_out(trial.number, limit, err)
@@ -202,8 +196,6 @@ class _Trials:
         if code is None:
             finish_trial(tdir, spec.keep_checkpoints, status="stopped", reason="budget")
             raise TrialFailed(f"trial {trial.number} stopped at the study's wall-clock budget")
-        if self.stopping:
-            raise TrialFailed(f"trial {trial.number} interrupted with its study")
         result = read_json(tdir / "result.json") or {}
         history = result.get("history") or []
         if code != 0 or not history:
@@ -219,17 +211,11 @@ class _Trials:
         return values if len(values) > 1 else values[0]
 
     def _failed(self, number: int, reason: str) -> NoReturn:
-        with self.lock:
+        with self.processes.lock:
             self.failed += 1
         tdir = self.spec.trial_dir(number)
         self.progress.end_trial(number, status="failed", reason=reason, error=tail(tdir / "std.err"))
         raise TrialFailed(f"trial {number} failed ({reason}); see {tdir / 'std.err'}")
-
-    def kill_all(self) -> None:
-        with self.lock:
-            self.stopping = True
-            for proc in list(self.live):
-                kill(proc)
 
 
 def run(spec: StudySpec, state: StudyState) -> dict[str, Any]:

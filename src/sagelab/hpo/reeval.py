@@ -133,18 +133,12 @@ class _Runs:
     """The re-evaluation runs, ``hpo.n_workers`` at a time, each killed if the study is interrupted."""
 
     def __init__(self, spec: StudySpec, total: int) -> None:
+        from sagelab.hpo.lifeline import RunningTrials
+
         self.spec, self.total, self.done = spec, total, 0
-        self.live: set[Any] = set()
-        self.lock = threading.Lock()
-        self.stopping = False  # the study is interrupted: start nothing more, record nothing cut short
-
-    def kill_all(self) -> None:
-        from sagelab.hpo.lifeline import kill
-
-        with self.lock:
-            self.stopping = True
-            for proc in list(self.live):
-                kill(proc)
+        self.processes = RunningTrials()  # the study is interrupted: start nothing more, record nothing cut short
+        self.kill_all = self.processes.kill_all
+        self.lock = threading.Lock()  # the progress count and its line
 
     def run_all(self, jobs: Sequence[tuple[dict[str, Any], int]]) -> None:
         from sagelab.hpo.lifeline import interrupt_on_signals
@@ -162,7 +156,7 @@ class _Runs:
 
     def one(self, candidate: dict[str, Any], seed: int) -> None:
         from sagelab.config import PROJECT_ROOT
-        from sagelab.hpo.lifeline import launch, timed_out, wait
+        from sagelab.hpo.lifeline import timed_out
 
         spec, name = self.spec, run_id(candidate["trial_id"], seed)
         folder = spec.trial_dir(name)
@@ -171,17 +165,9 @@ class _Runs:
         argv = spec.trial_argv(name, candidate["config"], extra=[f"seed={seed}"])
         (folder / "command.txt").write_text(" ".join(argv) + "\n")
         with open(folder / "std.out", "w") as out, open(folder / "std.err", "w") as err:
-            with self.lock:
-                if self.stopping:
-                    return
-                proc = launch(argv, cwd=PROJECT_ROOT, stdout=out, stderr=err)
-                self.live.add(proc)
-            try:
-                code = wait(proc, spec.trial_timeout_s)
-            finally:
-                with self.lock:
-                    self.live.discard(proc)
-            if self.stopping:  # killed with the study: run again when its command is
+            proc = self.processes.launch(argv, cwd=PROJECT_ROOT, stdout=out, stderr=err)
+            code = None if proc is None else self.processes.wait(proc, spec.trial_timeout_s)
+            if self.processes.stopping:  # killed with the study (or never started): run again when its command is
                 return
             reason = timed_out(name, spec.trial_timeout_s or 0, err) if code is None else None
         history = (read_json(folder / "result.json") or {}).get("history") or []
