@@ -202,7 +202,7 @@ class FeatureEncoder:
         blocks = [b for b in blocks if b is not None]
         if not blocks:
             return np.zeros((graph.num_nodes, 0), dtype=np.float32)
-        return np.concatenate(blocks, axis=1).astype(np.float32)
+        return np.concatenate(blocks, axis=1, dtype=np.float32)  # one copy, not a concatenation and a cast
 
     def _encode(self, spec: dict[str, Any], values: Any, n: int) -> np.ndarray | None:
         kind = spec["type"]
