@@ -52,4 +52,21 @@ def import_dgl() -> Any:
     # ``from .. import graphbolt`` inside DGL found the stand-in; make ``dgl.graphbolt`` match it.
     if not hasattr(dgl, "graphbolt") or dgl.graphbolt is not sys.modules[STANDIN_NAME]:
         dgl.graphbolt = sys.modules[STANDIN_NAME]
+    claim_first_random_stream(dgl)
     return dgl
+
+
+def claim_first_random_stream(dgl: Any) -> None:
+    """Give the importing thread (the one that samples) DGL's random stream 0, whatever threads seed DGL later.
+
+    DGL seeds each thread's generator with ``(seed, stream)``, where ``stream`` numbers threads in the order they
+    first reach ``dgl.seed``. When the first ``dgl.seed`` ran on two OpenMP threads, the main thread's stream was
+    0 or 1 by scheduling: under load, one seed sampled other neighbours in some processes. Seeding once here, on
+    this thread alone, fixes its stream. The seed is random, so DGL stays unseeded until someone seeds it.
+    """
+    threads = dgl.utils.get_num_threads()
+    dgl.utils.set_num_threads(1)
+    try:
+        dgl.seed(int.from_bytes(os.urandom(4), "little") >> 1)  # DGL takes a signed 32-bit seed
+    finally:
+        dgl.utils.set_num_threads(threads)

@@ -105,7 +105,8 @@ def seed_sampling(seed: int) -> None:
 
     DGL keeps a generator per OpenMP thread and seeds them in a parallel loop, so with two threads which thread's
     generator got which seed depended on scheduling: the same seed drew other neighbours from run to run. Seeded on
-    one thread and sampled on that thread (:class:`EdgeBatchCollator`), the same seed draws the same batches.
+    one thread and sampled on that thread (:class:`EdgeBatchCollator`), the same seed draws the same batches; that
+    thread's random stream was fixed when it imported DGL (:func:`~sagelab.tasks.graph.dgl_shim.import_dgl`).
     """
     with one_thread():
         import_dgl().seed(seed)
