@@ -93,6 +93,29 @@ def test_random_search_with_three_objectives_on_the_cluster(tmp_path, ray_addres
     assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
 
 
+def test_a_trial_whose_actor_died_before_it_started_is_recorded_as_failed(tmp_path):
+    """Tune reports the error of a trial it never started (its actor's worker died first, as under memory or
+    CPU pressure): the record still says which trial it was, and the study's records still load."""
+    from types import SimpleNamespace
+
+    from sagelab.hpo.progress import Progress
+    from sagelab.hpo.ray_journal import Journal
+    from sagelab.hpo.ray_trial import RETRY_KEY, TRIAL_KEY
+    from sagelab.hpo.records import Budget, load_trials
+    from sagelab.hpo.spec import build_spec
+
+    spec = build_spec(compose(*study_args(tmp_path, "hpo=asha", "search_space=glue_default", "hpo.backend=ray")), [])
+    budget = Budget(trials_left=2, wall_left=None, cost_before=0.0, max_cost_usd=None)
+    journal = Journal(spec, state=None, session=0, budget=budget, progress=Progress(spec, budget, []))
+    config = {"lr": 3e-5, "batch_size": 16, "warmup_ratio": 0.1}
+    trial = SimpleNamespace(config={**config, TRIAL_KEY: 1, RETRY_KEY: None}, trial_id="RunPyTrial_1",
+                            error_msg="The actor died unexpectedly before finishing this task.")
+    journal.on_trial_error(0, [], trial)
+    (record,) = load_trials(spec.dir)
+    assert (record["trial_id"], record["status"], record["reason"]) == (1, "failed", "its Ray actor failed")
+    assert record["config"] == config and journal.failed == {1}
+
+
 def test_ray_backend_refuses_what_it_cannot_run(tmp_path):
     cases = [
         (["hpo=moasha", "search_space=glue_instances", "hpo.backend=ray"], "hpo.backend"),  # no Ray MO-ASHA

@@ -106,10 +106,13 @@ class Journal(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.new_trials += 1
+        self._record(trial, status="running", started=time.time())
+
+    def _record(self, trial: Any, **fields: Any) -> None:
+        """Write who ``trial`` is (id, config, session) into its ``trial.json``, with ``fields``."""
         tid = int(trial.config[TRIAL_KEY])
-        update_trial(self.spec.trial_dir(tid), trial_id=tid, config=sampled(trial.config), status="running",
-                     session=self.session, started=time.time(), retry_of=trial.config.get(RETRY_KEY),
-                     ray_trial=trial.trial_id)
+        update_trial(self.spec.trial_dir(tid), trial_id=tid, config=sampled(trial.config), session=self.session,
+                     retry_of=trial.config.get(RETRY_KEY), ray_trial=trial.trial_id, **fields)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         tid = int(trial.config[TRIAL_KEY])
@@ -132,6 +135,8 @@ class Journal(Callback):
         tid = int(trial.config[TRIAL_KEY])
         self.failed.add(tid)
         tdir = self.spec.trial_dir(tid)
+        if "trial_id" not in (read_json(tdir / "trial.json") or {}):  # its actor died before Tune started it
+            self._record(trial)
         reason = (read_json(tdir / "exit.json") or {}).get("reason") or "its Ray actor failed"
         error = tail(tdir / "std.err") or str(getattr(trial, "error_msg", "") or "")
         self.progress.end_trial(tid, status="failed", reason=reason, error=error)
