@@ -7,7 +7,8 @@ before the first ``import dgl`` we register an empty stand-in module under ``dgl
 attribute read from the stand-in raises an ImportError that says why, instead of an obscure
 ``AttributeError`` deep inside DGL.
 
-Everything in sagelab imports DGL through :func:`import_dgl`; nothing else touches ``sys.modules``.
+Everything in sagelab imports DGL through :func:`import_dgl`; nothing else touches ``sys.modules``. It also
+fixes the importing thread's random stream (:func:`claim_first_random_stream`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 import os
 import sys
 import types
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 STANDIN_NAME = "dgl.graphbolt"
 
@@ -64,9 +66,18 @@ def claim_first_random_stream(dgl: Any) -> None:
     0 or 1 by scheduling: under load, one seed sampled other neighbours in some processes. Seeding once here, on
     this thread alone, fixes its stream. The seed is random, so DGL stays unseeded until someone seeds it.
     """
-    threads = dgl.utils.get_num_threads()
-    dgl.utils.set_num_threads(1)
-    try:
+    with one_thread():
         dgl.seed(int.from_bytes(os.urandom(4), "little") >> 1)  # DGL takes a signed 32-bit seed
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """DGL's OpenMP parallelism limited to the calling thread, then restored. (DGL links its own OpenMP runtime,
+    so torch's thread setting does not reach it.)"""
+    utils = import_dgl().utils
+    threads = utils.get_num_threads()
+    utils.set_num_threads(1)
+    try:
+        yield
     finally:
-        dgl.utils.set_num_threads(threads)
+        utils.set_num_threads(threads)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sagelab.tasks.graph.dgl_shim import import_dgl
+from sagelab.tasks.graph.dgl_shim import import_dgl, one_thread
 from sagelab.tasks.graph.metrics import link_metrics
 from sagelab.tasks.graph.nn import LinkPredictor
 
@@ -85,19 +85,6 @@ class EdgeBatchCollator:
     def __call__(self, eids: list[int] | torch.Tensor) -> tuple[Any, ...]:
         with one_thread():
             return self.sampler.sample(self.graph, torch.as_tensor(eids, dtype=torch.int64))
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """DGL's OpenMP parallelism limited to the calling thread, then restored. (DGL links its own OpenMP runtime,
-    so torch's thread setting does not reach it.)"""
-    utils = import_dgl().utils
-    threads = utils.get_num_threads()
-    utils.set_num_threads(1)
-    try:
-        yield
-    finally:
-        utils.set_num_threads(threads)
 
 
 def seed_sampling(seed: int) -> None:
