@@ -90,10 +90,10 @@ class EdgeBatchCollator:
 def seed_sampling(seed: int) -> None:
     """Seed DGL's neighbour sampler, which draws from DGL's own generators (``seed_everything`` leaves them alone).
 
-    DGL keeps a generator per OpenMP thread and seeds them in a parallel loop, so with two threads which thread's
-    generator got which seed depended on scheduling: the same seed drew other neighbours from run to run. Seeded on
-    one thread and sampled on that thread (:class:`EdgeBatchCollator`), the same seed draws the same batches; that
-    thread's random stream was fixed when it imported DGL (:func:`~sagelab.tasks.graph.dgl_shim.import_dgl`).
+    DGL keeps a generator per OpenMP thread, seeded with ``(seed, stream)`` where the stream depends on the order
+    threads first seeded; sampled on two threads, the same seed drew other neighbours from run to run. Seeded and
+    sampled on one thread (:class:`EdgeBatchCollator`), whose stream was fixed when it imported DGL
+    (:func:`~sagelab.tasks.graph.dgl_shim.import_dgl`), the same seed draws the same batches.
     """
     with one_thread():
         import_dgl().seed(seed)
